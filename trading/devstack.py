@@ -152,10 +152,23 @@ def start_redis(stack: Stack, *, throwaway: bool) -> None:
     say(f"Redis: nothing answered at {url}; started an embedded Redis on 127.0.0.1:{port}")
 
 
+def prepare_metrics_dir(stack: Stack, *, throwaway: bool) -> None:
+    """prometheus_client's multiprocess mode: a fresh folder shared by every process of a run."""
+    if throwaway:
+        directory = Path(tempfile.mkdtemp(prefix="prometheus-"))
+        stack.temporary_dirs.append(directory)
+    else:
+        directory = VAR_DIR / "prometheus"
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+    stack.env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
 @contextlib.contextmanager
 def services(*, throwaway: bool) -> Iterator[Stack]:
     stack = Stack()
     try:
+        prepare_metrics_dir(stack, throwaway=throwaway)
         start_mongodb(stack, throwaway=throwaway)
         start_redis(stack, throwaway=throwaway)
         yield stack

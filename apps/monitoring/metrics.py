@@ -1,0 +1,55 @@
+"""Every Prometheus metric the project exports, in one place.
+
+Processes (daphne, Celery worker and beat, simulator, persister) share them
+through prometheus_client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR is set
+by `make run` and the test plugin before anything imports prometheus_client.
+Gauges say how they combine across processes (livesum: add the live ones).
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
+
+# --- Market data -------------------------------------------------------------------
+TICKS_GENERATED = Counter("trading_ticks_generated_total", "Ticks produced by the simulator or a replay")
+RING_EVICTIONS = Counter("trading_ring_evictions_total", "Oldest points evicted from per-symbol rings")
+SIMULATOR_BACKPRESSURE = Gauge(
+    "trading_simulator_backpressure",
+    "1 while the simulator is slowed by the persister backlog",
+    multiprocess_mode="max",
+)
+PERSISTER_BACKLOG = Gauge("trading_persister_backlog", "Stream entries not yet stored", multiprocess_mode="max")
+PERSISTER_LAG = Gauge("trading_persister_lag_seconds", "Age of the oldest unstored tick", multiprocess_mode="max")
+PERSISTER_WRITES = Counter("trading_persister_writes_total", "Bulk insert operations sent to MongoDB")
+PERSISTER_TICKS = Counter("trading_persister_ticks_total", "Ticks stored in MongoDB")
+PERSISTER_BATCH = Histogram(
+    "trading_persister_batch_size", "Ticks per bulk insert", buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+)
+
+# --- WebSocket feed ----------------------------------------------------------------
+WS_CONNECTIONS = Gauge("trading_ws_connections", "Open WebSocket connections", multiprocess_mode="livesum")
+WS_SUBSCRIPTIONS = Gauge("trading_ws_subscriptions", "Symbol subscriptions held", multiprocess_mode="livesum")
+WS_FRAMES = Counter("trading_ws_frames_total", "Frames sent to clients")
+WS_BYTES = Counter("trading_ws_bytes_total", "Bytes sent to clients")
+WS_CONFLATED = Counter("trading_ws_conflated_total", "Updates replaced by a newer one before sending")
+WS_ERRORS = Counter("trading_ws_errors_total", "Error frames sent to clients", ["code"])
+WS_BATCH_WINDOW = Gauge("trading_ws_batch_window_seconds", "Current batch window", multiprocess_mode="max")
+
+# --- API, cache, database ------------------------------------------------------------
+API_LATENCY = Histogram(
+    "trading_api_request_seconds", "API latency", ["endpoint", "method", "status"], buckets=LATENCY_BUCKETS
+)
+CACHE_REQUESTS = Counter("trading_cache_requests_total", "Cache lookups", ["namespace", "result"])
+CACHE_DEGRADED = Counter("trading_cache_degraded_total", "Cache operations that fell back because Redis failed")
+DB_QUERY = Histogram(
+    "trading_db_query_seconds",
+    "MongoDB command latency",
+    ["collection", "operation", "index_used"],
+    buckets=LATENCY_BUCKETS,
+)
+RATE_LIMITED = Counter("trading_rate_limited_total", "Requests refused with 429")
+
+# --- Jobs ------------------------------------------------------------------------------
+TASK_DURATION = Histogram("trading_task_seconds", "Celery task run time", ["task"], buckets=LATENCY_BUCKETS)
+TASK_RETRIES = Counter("trading_task_retries_total", "Celery task retries", ["task"])
+DEAD_LETTERS = Counter("trading_dead_letters_total", "Jobs moved to the dead-letter store", ["task"])
