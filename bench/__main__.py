@@ -1,0 +1,56 @@
+"""Run benchmarks and rewrite their sections of docs/performance.md.
+
+python -m bench                 # every benchmark
+python -m bench history cache   # only these
+python -m bench --quick         # smaller, faster runs (smoke check)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import time
+from datetime import UTC, datetime
+
+from bench.common import BASE_DIR, machine, progress
+
+BENCHMARKS = ["history", "ingest", "cache", "orders", "ws_fanout", "dashboard_cpu"]
+REPORT = BASE_DIR / "docs" / "performance.md"
+HEADER = """# Performance
+
+Measured by `make bench` on the development machine; every figure is compared with
+a baseline measured in the same run. Each section is rewritten when its benchmark runs.
+"""
+
+
+def write_section(name: str, body: str) -> None:
+    text = REPORT.read_text() if REPORT.exists() else HEADER
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    block = f"<!-- bench:{name} -->\n{body.strip()}\n\n_Run {stamp} on {machine()}._\n<!-- /bench:{name} -->"
+    pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
+    REPORT.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[], metavar="NAME")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    for name in args.names or BENCHMARKS:
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError:
+            progress(f"{name}: not written yet, skipped")
+            continue
+        progress(f"{name}: running{' (quick)' if args.quick else ''}")
+        started = time.monotonic()
+        body = module.run(quick=args.quick)
+        print(f"\n{body}\n", flush=True)
+        write_section(name, body)
+        progress(f"{name}: done in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
