@@ -1,0 +1,108 @@
+"""What the dashboard needs on its first screen, in one read (Property 19: <= 3 API calls on load).
+
+The page embeds this as JSON (zero API calls); `GET /api/v1/dashboard/bootstrap`
+returns the same for a client that refreshes. Each part comes from the owning
+app's selector in the shape of that app's own endpoint, so the page reads a
+refreshed `GET /api/v1/portfolio` the same way; the trades panel adds each
+trade's invoice status (`GET /api/v1/dashboard/orders`).
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.models import User
+
+from apps.analytics.api import AnalyticsOut
+from apps.analytics.selectors import analytics_summary
+from apps.leaderboard.selectors import leaderboard_top
+from apps.market.feed.protocol import MAX_SYMBOLS_PER_CONNECTION
+from apps.market.models import Sector, Symbol
+from apps.market.selectors import HistoryCursor, quotes_or_nothing, recent_history
+from apps.portfolio.api import OrderOut, PortfolioOut
+from apps.portfolio.models import Invoice
+from apps.portfolio.selectors import order_list, portfolio_for
+from apps.portfolio.services import trader_for_user
+
+logger = logging.getLogger(__name__)
+
+RECENT_ORDERS = 20
+LEADERBOARD_TOP = 10
+WEBSOCKET_PATH = "/ws/market/"
+
+
+def market_rows() -> list[dict[str, Any]]:
+    """Every listed symbol with its latest quote (one query, one MGET); opening prices while Redis is down."""
+    symbols = list(Symbol.objects.order_by("ticker").values("ticker", "name", "sector", "initial_price", "active"))
+    quotes = quotes_or_nothing([s["ticker"] for s in symbols])
+    rows = []
+    for symbol in symbols:
+        opening = float(symbol["initial_price"])
+        quote = quotes.get(symbol["ticker"]) or {"price": opening, "previous_close": opening}
+        rows.append(
+            {
+                "symbol": symbol["ticker"],
+                "name": symbol["name"],
+                "sector": symbol["sector"],
+                "active": symbol["active"],
+                "price": quote["price"],
+                "previous_close": quote.get("previous_close", opening),
+                "change": quote.get("change", 0.0),
+                "change_percent": quote.get("change_percent", 0.0),
+                "volume": quote.get("volume", 0),
+                "timestamp": quote.get("timestamp", 0),
+            }
+        )
+    return rows
+
+
+def recent_orders(*, user: User) -> list[dict[str, Any]]:
+    """The newest orders in the shape of `GET /api/v1/orders`, plus each one's invoice status (one query)."""
+    orders = order_list(trader=trader_for_user(user), limit=RECENT_ORDERS)
+    statuses = dict(Invoice.objects.filter(order_id__in=[o.pk for o in orders]).values_list("order_id", "status"))
+    return [
+        {**OrderOut.of(order).model_dump(mode="json"), "invoice_status": statuses.get(order.pk)} for order in orders
+    ]
+
+
+def _side_panel(read: Callable[[], Any]) -> dict[str, Any] | None:
+    """A side panel must not take the whole page down: on failure it shows as unavailable."""
+    try:
+        return dict(read())
+    except Exception:
+        logger.exception("dashboard: a side panel could not be read")
+        return None
+
+
+def _leaderboard() -> dict[str, Any]:
+    page = leaderboard_top(limit=LEADERBOARD_TOP)
+    return {"computed_at": page.computed_at, "entries": page.entries}
+
+
+def _analytics() -> dict[str, Any]:
+    return AnalyticsOut.model_validate(analytics_summary()).model_dump(mode="json")
+
+
+def dashboard_bootstrap(*, user: User) -> dict[str, Any]:
+    """The first screen: market with quotes, the trader's portfolio and orders, leaderboard, analytics."""
+    portfolio = PortfolioOut.model_validate(portfolio_for(trader_for_user(user)), from_attributes=True)
+    return {
+        "user": {"username": user.get_username(), "is_staff": user.is_staff},
+        "sectors": [{"value": value, "label": label} for value, label in Sector.choices],
+        "symbols": market_rows(),
+        "portfolio": portfolio.model_dump(mode="json"),
+        "orders": recent_orders(user=user),
+        "leaderboard": _side_panel(_leaderboard),
+        "analytics": _side_panel(_analytics),
+        "websocket_path": WEBSOCKET_PATH,
+        "max_subscriptions": MAX_SYMBOLS_PER_CONNECTION,
+        "server_time": int(time.time() * 1000),
+    }
+
+
+def chart_history(*, symbol: str) -> dict[str, Any]:
+    """The symbol's recent points from the Redis ring (oldest first), and the cursor to page back from them."""
+    points = recent_history(symbol)
+    before = HistoryCursor.after(points[0]).encode() if points else None
+    return {"symbol": symbol, "points": points, "before": before}
