@@ -37,7 +37,10 @@ WS_BATCH_WINDOW = Gauge("trading_ws_batch_window_seconds", "Current batch window
 
 # --- API, cache, database ------------------------------------------------------------
 API_LATENCY = Histogram(
-    "trading_api_request_seconds", "API latency", ["endpoint", "method", "status"], buckets=LATENCY_BUCKETS
+    "trading_api_request_seconds",
+    "API latency; cache is hit (every cache lookup of the request hit), miss, or none (no lookup)",
+    ["endpoint", "method", "status", "cache"],
+    buckets=LATENCY_BUCKETS,
 )
 CACHE_REQUESTS = Counter("trading_cache_requests_total", "Cache lookups", ["namespace", "result"])
 CACHE_DEGRADED = Counter("trading_cache_degraded_total", "Cache operations that fell back because Redis failed")
@@ -48,8 +51,59 @@ DB_QUERY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 RATE_LIMITED = Counter("trading_rate_limited_total", "Requests refused with 429")
+RATE_LIMIT_DEGRADED = Counter(
+    "trading_rate_limit_degraded_total", "API requests let through unchecked because the limiter's Redis failed"
+)
+
+# --- Trading ---------------------------------------------------------------------------
+ORDERS = Counter("trading_orders_total", "Order requests by outcome", ["outcome"])
+ORDER_CONFLICTS = Counter("trading_order_conflicts_total", "Order transactions retried after a transient conflict")
+INVOICES_RENDERED = Counter("trading_invoices_rendered_total", "Invoice PDFs rendered and stored")
 
 # --- Jobs ------------------------------------------------------------------------------
 TASK_DURATION = Histogram("trading_task_seconds", "Celery task run time", ["task"], buckets=LATENCY_BUCKETS)
 TASK_RETRIES = Counter("trading_task_retries_total", "Celery task retries", ["task"])
 DEAD_LETTERS = Counter("trading_dead_letters_total", "Jobs moved to the dead-letter store", ["task"])
+TASK_FAILURES = Counter("trading_task_failures_total", "Celery task runs that raised", ["task"])
+CELERY_QUEUE_LENGTH = Gauge(
+    "trading_celery_queue_length", "Messages waiting in a Celery queue", ["queue"], multiprocess_mode="mostrecent"
+)
+DEAD_LETTERS_PENDING = Gauge(
+    "trading_dead_letters_pending", "Dead letters not yet replayed", multiprocess_mode="mostrecent"
+)
+
+# --- Database safety -------------------------------------------------------------------
+DB_QUERY_FAILURES = Counter(
+    "trading_db_query_failures_total", "MongoDB commands that failed (timeouts included)", ["collection", "operation"]
+)
+INDEXES_MISSING = Gauge(
+    "trading_indexes_missing",
+    "Declared indexes absent from MongoDB (manage.py check_indexes)",
+    multiprocess_mode="mostrecent",
+)
+
+# --- Redis and processes -----------------------------------------------------------------
+REDIS_MEMORY = Gauge("trading_redis_used_memory_bytes", "Redis used_memory", multiprocess_mode="mostrecent")
+REDIS_MAXMEMORY = Gauge(
+    "trading_redis_maxmemory_bytes", "Redis maxmemory (0: unbounded)", multiprocess_mode="mostrecent"
+)
+REDIS_CONNECTIONS = Gauge("trading_redis_connected_clients", "Redis connected_clients", multiprocess_mode="mostrecent")
+# One series per live process (prometheus_client adds the pid label); `role` says which kind of process.
+PROCESS_MEMORY = Gauge(
+    "trading_process_resident_memory_bytes", "Resident memory of a process", ["role"], multiprocess_mode="liveall"
+)
+PROCESS_CPU = Gauge(
+    "trading_process_cpu_percent", "CPU use of a process (100 = one core)", ["role"], multiprocess_mode="liveall"
+)
+
+# --- Monitoring itself ---------------------------------------------------------------------
+ALERTS_OPEN = Gauge("trading_alerts_open", "Open alerts by rule", ["rule"], multiprocess_mode="mostrecent")
+ALERTS_FIRED = Counter("trading_alerts_fired_total", "Alerts opened", ["rule"])
+ALERT_NOTIFICATIONS = Counter(
+    "trading_alert_notifications_total", "Alert notifications by channel and outcome", ["channel", "result"]
+)
+RECORDER_DEGRADED = Counter(
+    "trading_recorder_source_failures_total",
+    "Performance recorder sources that failed (basic figures used)",
+    ["source"],
+)

@@ -1,0 +1,115 @@
+"""Per-request instrumentation: API latency by endpoint, status and cache result; a MongoDB deadline.
+
+- Every request runs inside `pymongo.timeout(MONGODB_REQUEST_TIMEOUT_MS)`: all its
+  MongoDB commands share one deadline and pymongo sends the time left as
+  maxTimeMS, so a runaway query is stopped by the server instead of holding a
+  worker. A request that runs out of time gets a 503 JSON answer, never a 500:
+  from a view (process_exception here, the API's exception handler), or from
+  a middleware below this one (the project's handler500, views.server_error).
+- /api/ requests are observed in API_LATENCY. The endpoint label is the URL
+  route (`api/v1/orders/<id>`), not the path, so label cardinality stays bounded.
+- `record_cache_lookup(result)` is the hook a cache calls for each lookup made
+  while serving a request; the request is labelled cache="hit" when every
+  lookup hit, "miss" when any missed, "none" when it made none.
+"""
+
+import contextvars
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pymongo
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from pymongo.errors import PyMongoError
+
+from apps.monitoring.metrics import API_LATENCY
+
+API_PREFIX = "/api/"
+HIT_RESULTS = frozenset({"hit", "l1_hit", "l2_hit"})
+RETRY_AFTER_SECONDS = 2
+
+_cache_lookups: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("cache_lookups", default=None)
+
+
+def record_cache_lookup(result: str) -> None:
+    """Note one cache lookup of the request being served (no-op outside a request)."""
+    lookups = _cache_lookups.get()
+    if lookups is not None:
+        lookups.append(result)
+
+
+def request_cache_label(lookups: list[str]) -> str:
+    if not lookups:
+        return "none"
+    return "hit" if all(result in HIT_RESULTS for result in lookups) else "miss"
+
+
+def is_database_timeout(error: BaseException | None) -> bool:
+    """A pymongo timeout, also when django-mongodb-backend re-raised it as a DatabaseError."""
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, PyMongoError):
+            return bool(error.timeout)
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def database_timeout_response() -> JsonResponse:
+    response = JsonResponse(
+        {"detail": "The database did not answer in time; try again shortly.", "code": "database_timeout"},
+        status=503,
+    )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def observe_api_request(request: HttpRequest, status: int, seconds: float, lookups: list[str]) -> None:
+    if not request.path.startswith(API_PREFIX):
+        return
+    match = getattr(request, "resolver_match", None)
+    endpoint = match.route if match is not None and match.route else "unmatched"
+    API_LATENCY.labels(
+        endpoint=endpoint, method=request.method or "", status=str(status), cache=request_cache_label(lookups)
+    ).observe(seconds)
+
+
+class RequestMetricsMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        if self.is_async:
+            return self._acall(request)
+        lookups: list[str] = []
+        token = _cache_lookups.set(lookups)
+        started = time.perf_counter()
+        try:
+            with pymongo.timeout(settings.MONGODB_REQUEST_TIMEOUT_MS / 1000):
+                response: HttpResponse = self.get_response(request)
+        finally:
+            _cache_lookups.reset(token)
+        observe_api_request(request, response.status_code, time.perf_counter() - started, lookups)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        lookups: list[str] = []
+        token = _cache_lookups.set(lookups)
+        started = time.perf_counter()
+        try:
+            with pymongo.timeout(settings.MONGODB_REQUEST_TIMEOUT_MS / 1000):
+                response: HttpResponse = await self.get_response(request)
+        finally:
+            _cache_lookups.reset(token)
+        observe_api_request(request, response.status_code, time.perf_counter() - started, lookups)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        return database_timeout_response() if is_database_timeout(exception) else None
