@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from bench.common import BASE_DIR, machine, progress
 
-BENCHMARKS = ["history", "ingest", "cache", "orders", "ws_fanout", "dashboard_cpu"]
+BENCHMARKS = ["history", "ingest", "cache", "orders", "ws_fanout", "dashboard_cpu", "monitoring"]
 REPORT = BASE_DIR / "docs" / "performance.md"
 HEADER = """# Performance
 
@@ -35,9 +35,12 @@ def write_section(name: str, body: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[], metavar="NAME")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    unknown = sorted(set(args.names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     for name in args.names or BENCHMARKS:
         try:
             module = importlib.import_module(f"bench.{name}")
