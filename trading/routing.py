@@ -1,5 +1,9 @@
 """WebSocket URL routes; each app that serves a socket adds its route here."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from apps.market.consumers import MarketFeedConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/market/", MarketFeedConsumer.as_asgi()),
+]

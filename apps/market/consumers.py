@@ -1,0 +1,61 @@
+"""The live market feed, `/ws/market/`: a thin consumer over the process's market hub.
+
+Ticks never pass through the channel layer (DESIGN.md, data flow 2): the hub
+reads Redis and writes frames to this socket itself, so the consumer opts out
+of the layer and only parses client messages.
+
+Who may connect (docs/decisions/0003-websocket-fanout.md): market data is
+public, so anonymous connections are served; a browser brings its session, an
+integrator may add `?token=<api token>`, and a token that is given but unknown
+is refused at the handshake so a misconfigured integrator finds out at once.
+"""
+
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from apps.core.tokens import user_for_token
+from apps.market.feed.hub import market_hub
+from apps.market.feed.session import FeedSession
+from apps.market.feed.symbols import ticker_directory
+from apps.monitoring.metrics import WS_CONNECTIONS
+
+# No CHANNEL_LAYERS entry has this name, so Channels gives the consumer no layer (no channel, no receive task).
+WITHOUT_CHANNEL_LAYER = "market-feed-without-layer"
+
+
+class MarketFeedConsumer(AsyncWebsocketConsumer):
+    channel_layer_alias = WITHOUT_CHANNEL_LAYER
+    session: FeedSession | None = None
+
+    async def connect(self) -> None:
+        token = parse_qs(self.scope.get("query_string", b"").decode(errors="replace")).get("token")
+        if token is not None:
+            user = await database_sync_to_async(user_for_token)(token[0])
+            if user is None:
+                await self.close(code=4401)
+                return
+            self.scope["user"] = user
+        await self.accept()
+        self.session = FeedSession(hub=market_hub(), connection=self, tickers=ticker_directory())
+        WS_CONNECTIONS.inc()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.session is None:
+            return
+        reply = await self.session.handle(text_data)
+        for frame in reply.frames:
+            await self.send(text_data=frame)
+        if reply.close_code is not None:
+            await self.close(code=reply.close_code)
+
+    async def disconnect(self, code: int) -> None:
+        if self.session is not None:
+            await self.session.end()
+            self.session = None
+            WS_CONNECTIONS.dec()
+
+    async def send_frame(self, text: str) -> None:
+        """The hub's write path: straight to the server, skipping the consumer's message dispatch."""
+        await self.base_send({"type": "websocket.send", "text": text})

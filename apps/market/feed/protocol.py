@@ -1,0 +1,103 @@
+"""Client-to-server messages of the market feed: one pydantic model per type, and the per-connection rate limit.
+
+Every way a message can be wrong maps to a `FeedError` whose code and message
+the consumer sends back as `{"type":"error",...}`; the connection stays open.
+"""
+
+import json
+from collections import deque
+from collections.abc import Callable
+from typing import Annotated, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+MAX_MESSAGE_CHARS = 16_384  # 200 tickers of 10 characters fit many times over
+MAX_SYMBOLS_PER_CONNECTION = 200
+MESSAGES_PER_SECOND = 10
+# Sustained abuse: this many refused messages within ABUSE_WINDOW_SECONDS closes the socket with 1008.
+ABUSE_STRIKES = 30
+ABUSE_WINDOW_SECONDS = 10.0
+
+Ticker = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=1, max_length=10)]
+
+
+class FeedError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Subscribe(_Message):
+    type: Literal["subscribe"]
+    symbols: list[Ticker] = Field(max_length=MAX_SYMBOLS_PER_CONNECTION)
+
+
+class Unsubscribe(_Message):
+    type: Literal["unsubscribe"]
+    symbols: list[Ticker] | None = Field(default=None, max_length=MAX_SYMBOLS_PER_CONNECTION)  # None: all
+
+
+class Ping(_Message):
+    type: Literal["ping"]
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping
+_MESSAGE_TYPES: dict[str, type[_Message]] = {"subscribe": Subscribe, "unsubscribe": Unsubscribe, "ping": Ping}
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "message"
+    if first["type"] == "too_long" and first["loc"] == ("symbols",):
+        return f"symbols: at most {MAX_SYMBOLS_PER_CONNECTION} per connection"
+    return f"{field}: {first['msg']}"
+
+
+def parse_client_message(text: str | None) -> ClientMessage:
+    """The validated message in `text`, or FeedError naming what is wrong."""
+    if text is None:
+        raise FeedError("malformed_json", "send JSON text frames, not binary")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise FeedError("message_too_large", f"a message is at most {MAX_MESSAGE_CHARS} characters")
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise FeedError("malformed_json", f"not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise FeedError("invalid_message", "a message is a JSON object with a 'type'")
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in _MESSAGE_TYPES:
+        raise FeedError("unknown_type", f"type: expected one of {', '.join(_MESSAGE_TYPES)}, got {kind!r}")
+    try:
+        message = cast(ClientMessage, _MESSAGE_TYPES[kind].model_validate(data))
+    except ValidationError as error:
+        code = "too_many_symbols" if any(e["type"] == "too_long" for e in error.errors()) else "invalid_message"
+        raise FeedError(code, _describe(error)) from error
+    return message
+
+
+class MessageRateLimiter:
+    """At most MESSAGES_PER_SECOND client messages in any second; counts refusals to spot sustained abuse."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._accepted: deque[float] = deque(maxlen=MESSAGES_PER_SECOND)
+        self._strikes: deque[float] = deque(maxlen=ABUSE_STRIKES)
+
+    def allow(self) -> bool:
+        now = self._clock()
+        if len(self._accepted) == MESSAGES_PER_SECOND and now - self._accepted[0] < 1.0:
+            self._strikes.append(now)
+            return False
+        self._accepted.append(now)
+        return True
+
+    @property
+    def abusive(self) -> bool:
+        """True once ABUSE_STRIKES messages were refused within ABUSE_WINDOW_SECONDS."""
+        return len(self._strikes) == ABUSE_STRIKES and self._clock() - self._strikes[0] <= ABUSE_WINDOW_SECONDS

@@ -1,0 +1,91 @@
+"""One WebSocket connection's side of the feed protocol: validate a message, apply it, answer it.
+
+The consumer stays thin: it hands each text frame here and sends what comes back.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from apps.market.feed.frames import error_frame, now_ms, subscriptions_frames
+from apps.market.feed.hub import FeedConnection, MarketHub, SubscriptionUnavailable
+from apps.market.feed.protocol import (
+    MAX_SYMBOLS_PER_CONNECTION,
+    FeedError,
+    MessageRateLimiter,
+    Ping,
+    Subscribe,
+    parse_client_message,
+)
+from apps.market.feed.symbols import TickerDirectory, TickersUnavailable
+from apps.monitoring.metrics import WS_ERRORS
+
+MAX_NAMED_SYMBOLS = 20
+
+
+@dataclass
+class Reply:
+    frames: list[str] = field(default_factory=list)
+    close_code: int | None = None  # 1008 (policy violation) on sustained abuse
+
+
+class FeedSession:
+    def __init__(
+        self,
+        *,
+        hub: MarketHub,
+        connection: FeedConnection,
+        tickers: TickerDirectory,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._hub = hub
+        self._connection = connection
+        self._tickers = tickers
+        self._limiter = MessageRateLimiter(clock)
+        hub.attach(connection)
+
+    async def handle(self, text: str | None) -> Reply:
+        if not self._limiter.allow():
+            if self._limiter.abusive:
+                return Reply(close_code=1008)
+            return self._error(FeedError("rate_limited", "at most 10 messages per second; this one was ignored"))
+        try:
+            message = parse_client_message(text)
+            if isinstance(message, Subscribe):
+                await self._subscribe(message.symbols)
+                kind = "subscribed"
+            elif isinstance(message, Ping):
+                kind = "pong"
+            else:
+                await self._hub.unwatch(self._connection, message.symbols)
+                kind = "unsubscribed"
+        except FeedError as error:
+            return self._error(error)
+        symbols = sorted(self._hub.symbols_of(self._connection))
+        return Reply(subscriptions_frames(kind, symbols, timestamp=now_ms()))
+
+    async def _subscribe(self, symbols: list[str]) -> None:
+        try:
+            unknown = await self._tickers.unknown(symbols)
+        except TickersUnavailable as error:
+            raise FeedError("unavailable", "the symbol list cannot be read right now; try again") from error
+        if unknown:
+            named = ", ".join(unknown[:MAX_NAMED_SYMBOLS]) + (" ..." if len(unknown) > MAX_NAMED_SYMBOLS else "")
+            raise FeedError("unknown_symbol", f"unknown symbols: {named}")
+        current = self._hub.symbols_of(self._connection)
+        if len(current | set(symbols)) > MAX_SYMBOLS_PER_CONNECTION:
+            raise FeedError(
+                "too_many_symbols",
+                f"symbols: at most {MAX_SYMBOLS_PER_CONNECTION} per connection ({len(current)} already subscribed)",
+            )
+        try:
+            await self._hub.watch(self._connection, symbols)
+        except SubscriptionUnavailable as error:
+            raise FeedError("unavailable", "the live feed cannot subscribe right now; try again") from error
+
+    def _error(self, error: FeedError) -> Reply:
+        WS_ERRORS.labels(code=error.code).inc()
+        return Reply([error_frame(error.code, error.message, timestamp=now_ms())])
+
+    async def end(self) -> None:
+        await self._hub.detach(self._connection)

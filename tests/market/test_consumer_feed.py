@@ -1,0 +1,218 @@
+"""`/ws/market/` through the real ASGI application (Channels routing, the process hub, Redis pub/sub)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from apps.core.redis import redis_client
+from apps.market.feed.frames import MAX_FRAME_BYTES
+from apps.market.feed.hub import market_hub
+from apps.market.feed.publish import stage_publish
+from apps.market.models import Symbol
+from apps.market.ticks import Tick
+from trading.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Scenario = Callable[[WebsocketCommunicator], Awaitable[None]]
+
+
+@pytest.fixture
+def listed() -> list[str]:
+    tickers = ["AAA", "BBB", "CCC"] + [f"Z{n:03d}" for n in range(210)]
+    Symbol.objects.bulk_create(
+        Symbol(ticker=t, name=f"{t} Corp", sector="technology", initial_price=Decimal("10.00")) for t in tickers
+    )
+    return tickers
+
+
+def publish(*ticks: tuple[str, float]) -> None:
+    pipe = redis_client().pipeline()
+    stage_publish(pipe, [Tick(symbol=s, price=p, previous_close=10.0, volume=1, timestamp=1) for s, p in ticks])
+    pipe.execute()
+
+
+def communicator(path: str = "/ws/market/") -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, path, headers=[(b"origin", b"http://127.0.0.1")])
+
+
+def run(scenario: Scenario, path: str = "/ws/market/") -> None:
+    async def main() -> None:
+        client = communicator(path)
+        connected, _ = await client.connect()
+        assert connected
+        try:
+            await scenario(client)
+        finally:
+            await client.disconnect()
+
+    asyncio.run(main())
+
+
+async def send(client: WebsocketCommunicator, message: dict[str, Any] | str) -> dict[str, Any]:
+    await client.send_to(text_data=message if isinstance(message, str) else json.dumps(message))
+    return json.loads(await client.receive_from(timeout=5))
+
+
+async def acknowledgement(client: WebsocketCommunicator, message: dict[str, Any], count: int) -> list[str]:
+    """Send `message` and collect its acknowledgement of `count` symbols (long lists come in several frames)."""
+    await client.send_to(text_data=json.dumps(message))
+    symbols: list[str] = []
+    while len(symbols) < count:
+        frame = json.loads(await client.receive_from(timeout=5))
+        assert frame["type"] in {"subscribed", "pong"}
+        symbols += frame["symbols"]
+    return symbols
+
+
+async def next_updates(client: WebsocketCommunicator) -> dict[str, Any]:
+    while True:
+        frame = json.loads(await client.receive_from(timeout=5))
+        if frame["type"] == "stock_updates":
+            return frame
+
+
+def test_subscribing_is_acknowledged_with_the_connections_subscriptions_and_a_server_timestamp(
+    listed: list[str],
+) -> None:
+    async def scenario(client: WebsocketCommunicator) -> None:
+        ack = await send(client, {"type": "subscribe", "symbols": ["bbb", "AAA"]})
+        assert ack["type"] == "subscribed" and ack["symbols"] == ["AAA", "BBB"]
+        assert isinstance(ack["timestamp"], int)
+        pong = await send(client, {"type": "ping"})
+        assert pong["type"] == "pong" and pong["symbols"] == ["AAA", "BBB"]
+
+    run(scenario)
+
+
+def test_a_client_receives_only_its_subscribed_symbols(listed: list[str]) -> None:
+    async def scenario(client: WebsocketCommunicator) -> None:
+        await send(client, {"type": "subscribe", "symbols": ["AAA"]})
+        publish(("BBB", 11.0), ("AAA", 12.0), ("CCC", 13.0), ("AAA", 12.5))
+        frame = await next_updates(client)
+        assert [u["symbol"] for u in frame["updates"]] == ["AAA"]
+        assert frame["updates"][0]["price"] == 12.5  # conflated to the latest within the window
+        assert {"timestamp", "batchId"} <= frame.keys()
+        assert await client.receive_nothing(timeout=0.3)
+
+    run(scenario)
+
+
+def test_unsubscribe_without_a_list_drops_every_symbol_and_redis_interest(listed: list[str]) -> None:
+    async def scenario(client: WebsocketCommunicator) -> None:
+        await send(client, {"type": "subscribe", "symbols": ["AAA", "BBB"]})
+        assert market_hub().subscribed_symbols == {"AAA", "BBB"}
+        ack = await send(client, {"type": "unsubscribe", "symbols": ["AAA"]})
+        assert ack == {**ack, "type": "unsubscribed", "symbols": ["BBB"]}
+        ack = await send(client, {"type": "unsubscribe"})
+        assert ack["symbols"] == []
+        assert market_hub().subscribed_symbols == frozenset()
+        publish(("AAA", 1.0), ("BBB", 2.0))
+        assert await client.receive_nothing(timeout=0.3)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "named"),
+    [
+        ("{oops", "malformed_json", "JSON"),
+        ({"type": "teleport"}, "unknown_type", "teleport"),
+        ({"type": "subscribe", "symbols": ["AAA", "NOPE", "ZZZZ"]}, "unknown_symbol", "NOPE, ZZZZ"),
+        ({"type": "subscribe", "symbols": 5}, "invalid_message", "symbols"),
+        ({"type": "subscribe", "symbols": [f"Z{n:03d}" for n in range(201)]}, "too_many_symbols", "200"),
+    ],
+)
+def test_a_bad_message_gets_an_error_frame_and_the_connection_stays_open(
+    listed: list[str], message: dict[str, Any] | str, code: str, named: str
+) -> None:
+    async def scenario(client: WebsocketCommunicator) -> None:
+        error = await send(client, message)
+        assert error["type"] == "error" and error["code"] == code and named in error["message"]
+        pong = await send(client, {"type": "ping"})
+        assert pong["type"] == "pong" and pong["symbols"] == []  # nothing half-applied
+
+    run(scenario)
+
+
+def test_more_than_200_symbols_in_total_is_refused_and_the_earlier_ones_are_kept(listed: list[str]) -> None:
+    async def scenario(client: WebsocketCommunicator) -> None:
+        first = [f"Z{n:03d}" for n in range(150)]
+        await acknowledgement(client, {"type": "subscribe", "symbols": first}, 150)
+        error = await send(client, {"type": "subscribe", "symbols": [f"Z{n:03d}" for n in range(150, 210)]})
+        assert error["code"] == "too_many_symbols" and "150 already" in error["message"]
+        assert await acknowledgement(client, {"type": "ping"}, 150) == first
+
+    run(scenario)
+
+
+def test_an_eleventh_message_in_one_second_gets_a_rate_limit_error(listed: list[str]) -> None:
+    async def scenario(client: WebsocketCommunicator) -> None:
+        for _ in range(11):
+            await client.send_to(text_data='{"type":"ping"}')
+        replies = [json.loads(await client.receive_from(timeout=5)) for _ in range(11)]
+        assert [r["type"] for r in replies] == ["pong"] * 10 + ["error"]
+        assert replies[-1]["code"] == "rate_limited"
+
+    run(scenario)
+
+
+def test_sustained_abuse_closes_the_connection_with_1008(listed: list[str]) -> None:
+    async def scenario(client: WebsocketCommunicator) -> None:
+        for _ in range(60):
+            await client.send_to(text_data='{"type":"ping"}')
+        closed = None
+        for _ in range(60):
+            output = await client.receive_output(timeout=5)
+            if output["type"] == "websocket.close":
+                closed = output
+                break
+        assert closed is not None and closed["code"] == 1008
+
+    run(scenario)
+
+
+def test_every_frame_stays_within_one_kilobyte_when_many_subscribed_symbols_tick_at_once(listed: list[str]) -> None:
+    async def scenario(client: WebsocketCommunicator) -> None:
+        symbols = [f"Z{n:03d}" for n in range(200)]
+        await acknowledgement(client, {"type": "subscribe", "symbols": symbols}, 200)
+        frames: list[str] = []
+        publish(*[(s, 123456.78) for s in symbols])
+        received: set[str] = set()
+        while len(received) < 200:
+            frame = await client.receive_from(timeout=5)
+            frames.append(frame)
+            received |= {u["symbol"] for u in json.loads(frame)["updates"]}
+        assert all(len(frame.encode()) <= MAX_FRAME_BYTES for frame in frames)
+        assert len({json.loads(f).get("batchId") for f in frames if "updates" in f}) <= 2
+
+    run(scenario)
+
+
+def test_an_unknown_token_is_refused_at_the_handshake_and_a_valid_one_is_served(
+    listed: list[str], trader: tuple[object, str]
+) -> None:
+    async def main() -> None:
+        refused = communicator("/ws/market/?token=not-a-token")
+        connected, code = await refused.connect()
+        assert not connected and code == 4401
+        accepted = communicator(f"/ws/market/?token={trader[1]}")
+        connected, _ = await accepted.connect()
+        assert connected
+        await accepted.disconnect()
+
+    asyncio.run(main())
+
+
+def test_anonymous_connections_are_served(listed: list[str]) -> None:
+    async def scenario(client: WebsocketCommunicator) -> None:
+        assert (await send(client, {"type": "ping"}))["type"] == "pong"
+
+    run(scenario)
