@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from apps.core.cache import default_cache
 from apps.core.redis import redis_client
 from apps.portfolio.services import trader_create
 
@@ -24,6 +25,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 def _clean_redis() -> Iterator[None]:
     """Each test starts with an empty Redis database of its own (see stack_plugin)."""
     redis_client().flushdb()
+    default_cache().local.clear()  # the in-process L1 must not carry values across the flush
     yield
 
 

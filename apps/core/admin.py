@@ -1,6 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
-from apps.core.models import ApiToken
+from apps.core.jobs import dead_letters_replay
+from apps.core.models import ApiToken, DeadLetter, JobRun
 
 
 @admin.register(ApiToken)
@@ -13,3 +16,42 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: object) -> bool:
         return False  # tokens are issued by `manage.py create_trader`, which shows them once
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = ["task_name", "task_id", "attempts", "failed_at", "replayed_at", "error"]
+    search_fields = ["task_name", "task_id", "error"]
+    list_filter = ["task_name", "failed_at", "replayed_at"]
+    readonly_fields = [
+        "task_name",
+        "task_id",
+        "args",
+        "kwargs",
+        "error",
+        "traceback",
+        "attempts",
+        "failed_at",
+        "replayed_at",
+    ]
+    actions = ["replay"]
+
+    def has_add_permission(self, request: object) -> bool:
+        return False  # written by ReliableTask after a job's last attempt
+
+    @admin.action(description="Replay the selected jobs (send them again)")
+    def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        sent = dead_letters_replay(queryset)
+        level = messages.SUCCESS if sent == queryset.count() else messages.WARNING
+        self.message_user(request, f"Replayed {sent} of {queryset.count()} job(s).", level)
+
+
+@admin.register(JobRun)
+class JobRunAdmin(admin.ModelAdmin):
+    list_display = ["key", "task_name", "done_at"]
+    search_fields = ["key", "task_name"]
+    list_filter = ["task_name"]
+    readonly_fields = ["key", "task_name", "done_at"]
+
+    def has_add_permission(self, request: object) -> bool:
+        return False  # written in the same transaction as a critical job's effect

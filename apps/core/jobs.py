@@ -3,18 +3,48 @@
 - `enqueue_on_commit(task, ...)`: send the task only after the surrounding
   MongoDB transaction commits (never a job for a rolled-back write).
 - `ReliableTask`: late acknowledgement (a worker crash redelivers), retries
-  with exponential backoff and jitter (Property 30), and after the last
-  attempt a DeadLetter record instead of a silent loss.
+  with exponential backoff and jitter (Property 30, `backoff_delay`), and after
+  the last attempt a DeadLetter record instead of a silent loss.
+- `ExactlyOnceTask`: a ReliableTask whose effect is committed together with an
+  idempotency key (`run_once`), so a redelivered task has its effect once
+  (Property 35). Its effect must be MongoDB writes (they join the transaction).
+- `dead_letters_replay(...)`: send dead letters again (admin action and
+  `manage.py replay_dead_letters`).
 """
 
 import logging
-from typing import Any
+import random
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from celery import Task
+from django.db import IntegrityError
+from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_mongodb_backend import transaction
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_MAX_SECONDS = 300.0
+# Each delay is shortened by up to this fraction at random: retries of many
+# jobs that failed together spread out, and every delay still exceeds the one
+# before it (0.75 * 2 > 1) until the cap.
+BACKOFF_JITTER = 0.25
+
+
+def backoff_delay(
+    retries: int,
+    *,
+    base: float = BACKOFF_BASE_SECONDS,
+    maximum: float = BACKOFF_MAX_SECONDS,
+    jitter: float = BACKOFF_JITTER,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before retry number `retries + 1`: base * 2**retries, capped, minus up to `jitter` of it."""
+    ceiling = min(maximum, base * 2 ** min(retries, 64))
+    return ceiling * (1 - jitter * (rng or random).random())
 
 
 class ReliableTask(Task):
@@ -23,9 +53,33 @@ class ReliableTask(Task):
     reject_on_worker_lost = True
     autoretry_for = (Exception,)
     max_retries = 5
-    retry_backoff = 2  # seconds; doubles each attempt
-    retry_backoff_max = 300
-    retry_jitter = True
+    retry_backoff = False  # Celery's own full jitter may wait 0 s; `retry` below uses backoff_delay
+    backoff_base = BACKOFF_BASE_SECONDS
+    backoff_max = BACKOFF_MAX_SECONDS
+
+    def retry(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: Any = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Any:
+        if countdown is None and eta is None:
+            countdown = backoff_delay(self.request.retries, base=self.backoff_base, maximum=self.backoff_max)
+        return super().retry(
+            args=args,
+            kwargs=kwargs,
+            exc=exc,
+            throw=throw,
+            eta=eta,
+            countdown=countdown,
+            max_retries=max_retries,
+            **options,
+        )
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         from apps.core.models import DeadLetter
@@ -50,3 +104,61 @@ def enqueue_on_commit(task: Task | str, *args: Any, **kwargs: Any) -> None:
     """Send `task` (or its dotted path) after the current transaction commits; at once outside one."""
     resolved: Task = import_string(task) if isinstance(task, str) else task
     transaction.on_commit(lambda: resolved.apply_async(args=args, kwargs=kwargs))
+
+
+def run_once(key: str, effect: Callable[[], T], *, task_name: str = "") -> tuple[bool, T | None]:
+    """Run `effect` and record `key` in one transaction, unless `key` was recorded before.
+
+    Returns (ran, result). A second delivery with the same key does nothing, even
+    when two arrive at once: the unique key makes one transaction fail and roll back.
+    """
+    from apps.core.models import JobRun
+
+    if JobRun.objects.filter(key=key).exists():
+        return False, None
+    try:
+        with transaction.atomic():
+            JobRun.objects.create(key=key, task_name=task_name[:200])
+            result = effect()
+    except IntegrityError:
+        if JobRun.objects.filter(key=key).exists():
+            return False, None  # a concurrent delivery committed first
+        raise
+    return True, result
+
+
+class ExactlyOnceTask(ReliableTask):
+    """A critical job: the effect of one task id (or an explicit `idempotency_key` kwarg) commits once."""
+
+    abstract = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        key = kwargs.pop("idempotency_key", None) or f"{self.name}:{self.request.id}"
+        ran, result = run_once(key, lambda: super(ExactlyOnceTask, self).__call__(*args, **kwargs), task_name=self.name)
+        if not ran:
+            logger.info("job %s: key %s already done; redelivery skipped", self.name, key)
+        return result
+
+
+def registered_tasks() -> dict[str, Task]:
+    """Every task of the app by name (importing each app's tasks module, as a worker does at start)."""
+    from trading.celery import app
+
+    app.loader.import_default_modules()
+    return dict(app.tasks)
+
+
+def dead_letters_replay(letters: Iterable[Any]) -> int:
+    """Send each dead letter's task again with its arguments; mark it replayed. Returns how many were sent."""
+    tasks = registered_tasks()
+    sent = 0
+    for letter in letters:
+        task = tasks.get(letter.task_name)
+        if task is None:
+            logger.warning("dead letter %s: task %s is not registered; left as is", letter.pk, letter.task_name)
+            continue
+        task.apply_async(args=list(letter.args), kwargs=dict(letter.kwargs))
+        letter.replayed_at = timezone.now()
+        letter.save(update_fields=["replayed_at"])
+        sent += 1
+    return sent

@@ -1,0 +1,173 @@
+"""Analytics: counters advanced incrementally past new trades, a summary precomputed and served from the cache."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from apps.analytics.models import AnalyticsState
+from apps.analytics.selectors import analytics_summary
+from apps.analytics.services import SETTLE_SECONDS, TradeCounters, TradeFact, analytics_refresh, volatility
+from apps.core.cache import default_cache
+from apps.core.redis import redis_client
+from apps.market.models import Symbol
+from apps.market.ring import ring_key
+from apps.portfolio.models import Order, Trader
+from apps.portfolio.services import trader_create
+from tests.mongo_commands import MONGO_COMMANDS
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+trade_facts = st.builds(
+    TradeFact,
+    trader_id=st.sampled_from(["a", "b", "c"]),
+    symbol=st.sampled_from(["ACME", "BOLT", "CORE"]),
+    quantity=st.integers(1, 1000),
+    amount=st.decimals(0, 100_000, places=2),
+    created_at=st.integers(0, 3 * 86_400).map(lambda s: T0 + timedelta(seconds=s)),
+)
+
+
+@hypothesis_settings(max_examples=200)
+@given(trades=st.lists(trade_facts, max_size=40), cuts=st.lists(st.integers(0, 40), max_size=5))
+def test_counting_trades_in_any_batches_equals_counting_them_at_once(trades: list[TradeFact], cuts: list[int]) -> None:
+    """Feature: trading-performance-optimization, Property 13: For any analytics request, the system should return
+    pre-computed results rather than calculating in real-time"""
+    at_once = TradeCounters()
+    at_once.add(trades)
+    incremental = TradeCounters()
+    bounds = sorted({0, len(trades), *(min(c, len(trades)) for c in cuts)})
+    for start, end in itertools.pairwise(bounds):
+        incremental.add(trades[start:end])
+    assert incremental == at_once
+    now = T0 + timedelta(days=3)
+    assert incremental.active_traders(now) == len(
+        {t.trader_id for t in trades if t.created_at >= now - timedelta(hours=24)}
+    )
+
+
+@hypothesis_settings(max_examples=200)
+@given(prices=st.lists(st.floats(1, 1000), max_size=50))
+def test_volatility_is_never_negative_and_zero_for_a_flat_price(prices: list[float]) -> None:
+    assert volatility(prices) >= 0
+    assert volatility([prices[0]] * len(prices)) == 0 if prices else True
+
+
+def trader() -> Trader:
+    return trader_create(username=f"t-{uuid.uuid4().hex[:8]}", cash=Decimal("1000.00"))[0]
+
+
+def trade(who: Trader, symbol: str, quantity: int, price: str, at: datetime) -> Order:
+    return Order.objects.create(
+        trader=who,
+        client_order_id=uuid.uuid4().hex,
+        symbol=symbol,
+        side="buy",
+        quantity=quantity,
+        price=Decimal(price),
+        amount=Decimal(price) * quantity,
+        created_at=at,
+    )
+
+
+@pytest.fixture
+def listed(db: None) -> None:
+    for ticker, sector in (("ACME", "technology"), ("BOLT", "energy"), ("CORE", "technology")):
+        Symbol.objects.create(ticker=ticker, name=ticker, sector=sector, initial_price=Decimal("10"))
+
+
+@pytest.mark.django_db
+def test_a_refresh_counts_each_trade_once(listed: None) -> None:
+    alice, bob = trader(), trader()
+    trade(alice, "ACME", 10, "10.00", timezone.now())
+    trade(bob, "ACME", 5, "11.00", timezone.now())
+    later = timezone.now() + timedelta(seconds=SETTLE_SECONDS + 1)
+    analytics_refresh(now=later)
+    analytics_refresh(now=later + timedelta(seconds=60))  # nothing new: nothing counted twice
+    state = AnalyticsState.objects.get()
+    assert (state.total_trades, state.total_volume, state.total_value) == (2, 15, Decimal("155.00"))
+    summary = state.summary
+    assert summary["active_traders_24h"] == 2
+    assert summary["most_traded"][0] == {"symbol": "ACME", "trades": 2, "volume": 15}
+    technology = next(s for s in summary["sectors"] if s["sector"] == "technology")
+    assert (technology["symbols"], technology["trades"]) == (2, 2)
+
+
+@pytest.mark.django_db
+def test_a_trade_younger_than_the_settle_time_is_counted_by_the_next_refresh(listed: None) -> None:
+    now = timezone.now()
+    analytics_refresh(now=now)  # the watermark sits SETTLE_SECONDS before now
+    trade(trader(), "BOLT", 3, "20.00", now)
+    analytics_refresh(now=now + timedelta(seconds=1))
+    assert AnalyticsState.objects.get().total_trades == 0
+    analytics_refresh(now=now + timedelta(seconds=SETTLE_SECONDS + 2))
+    assert AnalyticsState.objects.get().total_trades == 1
+
+
+@pytest.mark.django_db
+def test_a_refresh_reads_only_orders_after_the_watermark(listed: None) -> None:
+    for _ in range(5):
+        trade(trader(), "ACME", 1, "10.00", timezone.now())
+    later = timezone.now() + timedelta(seconds=SETTLE_SECONDS + 1)
+    analytics_refresh(now=later)
+    with MONGO_COMMANDS.recording() as commands:
+        analytics_refresh(now=later + timedelta(seconds=60))
+    order_reads = [c for c in commands if c.collection == Order._meta.db_table]
+    assert len(order_reads) == 1  # one _id range read after the watermark, however many orders exist
+
+
+@pytest.mark.django_db
+def test_the_most_volatile_symbols_come_from_the_price_rings(listed: None) -> None:
+    pipe = redis_client().pipeline()
+    for symbol, prices in {"ACME": [10, 12, 9, 13, 8], "BOLT": [10, 10.1, 10, 10.1, 10]}.items():
+        points = [
+            json.dumps({"tick_id": str(n), "price": p, "volume": 0, "timestamp": n}) for n, p in enumerate(prices)
+        ]
+        pipe.lpush(ring_key(symbol), *points)
+    pipe.execute()
+    summary = analytics_refresh().summary
+    assert [m["symbol"] for m in summary["most_volatile"]] == ["ACME", "BOLT"]
+
+
+@pytest.mark.django_db
+def test_a_summary_request_reads_only_the_precomputed_document(listed: None, auth_header: dict[str, str]) -> None:
+    trade(trader(), "ACME", 1, "10.00", timezone.now())
+    analytics_refresh(now=timezone.now() + timedelta(seconds=SETTLE_SECONDS + 1))
+    redis_client().flushdb()  # a cold cache: the request must still not compute anything
+    default_cache().local.clear()
+    with MONGO_COMMANDS.recording() as commands:
+        response = Client().get("/api/v1/analytics/summary", **auth_header)
+    assert response.status_code == 200
+    assert response.json()["total_trades"] == 1
+    touched = {c.collection for c in commands}
+    assert Order._meta.db_table not in touched
+    assert "market_pricetick" not in touched
+    assert AnalyticsState._meta.db_table in touched
+
+
+@pytest.mark.django_db
+def test_a_warm_summary_costs_no_database_operation(listed: None) -> None:
+    analytics_refresh()
+    default_cache().listener.wait_subscribed(5)
+    analytics_summary()
+    with MONGO_COMMANDS.recording() as commands:
+        for _ in range(20):
+            assert analytics_summary()["computed_at"] is not None
+    assert commands == []
+
+
+@pytest.mark.django_db
+def test_before_the_first_refresh_the_summary_is_empty(auth_header: dict[str, str]) -> None:
+    body = Client().get("/api/v1/analytics/summary", **auth_header).json()
+    assert body["computed_at"] is None
+    assert body["total_trades"] == 0

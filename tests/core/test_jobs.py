@@ -1,0 +1,228 @@
+"""Jobs: retries back off exponentially with jitter, failures land in dead letters, critical jobs run once."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+from celery import Task
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from apps.core.jobs import (
+    BACKOFF_JITTER,
+    ExactlyOnceTask,
+    ReliableTask,
+    backoff_delay,
+    dead_letters_replay,
+    registered_tasks,
+    run_once,
+)
+from apps.core.models import DeadLetter, JobRun
+from apps.market.models import Symbol
+from trading.celery import app
+
+
+@app.task(base=ReliableTask, name="tests.always_fails", max_retries=0)
+def always_fails(reason: str) -> None:
+    raise RuntimeError(reason)
+
+
+@app.task(base=ExactlyOnceTask, name="tests.list_symbol")
+def list_symbol(ticker: str) -> str:
+    Symbol.objects.create(ticker=ticker, name=ticker, sector="technology", initial_price=Decimal("1.00"))
+    return ticker
+
+
+# --- Property 30 --------------------------------------------------------------------------------
+
+
+@hypothesis_settings(max_examples=300)
+@given(retries=st.integers(0, 40), seed=st.integers(), base=st.floats(0.5, 10), maximum=st.floats(10, 3600))
+def test_each_retry_waits_exponentially_longer_with_bounded_jitter(
+    retries: int, seed: int, base: float, maximum: float
+) -> None:
+    """Feature: trading-performance-optimization, Property 30: For any failed background job, the system should retry
+    with exponentially increasing delays"""
+    rng = random.Random(seed)
+    delay = backoff_delay(retries, base=base, maximum=maximum, rng=rng)
+    next_delay = backoff_delay(retries + 1, base=base, maximum=maximum, rng=rng)
+    ceiling = min(maximum, base * 2**retries)
+    assert ceiling * (1 - BACKOFF_JITTER) <= delay <= ceiling
+    if base * 2 ** (retries + 1) <= maximum:  # below the cap: strictly longer whatever the jitter drew
+        assert next_delay > delay
+    assert next_delay <= maximum
+
+
+def test_a_failing_task_is_retried_with_the_backoff_delay() -> None:
+    task = app.tasks["tests.always_fails"]
+    with patch.object(Task, "retry") as parent_retry:
+        task.push_request(retries=3)
+        try:
+            task.retry(exc=RuntimeError("boom"))
+        finally:
+            task.pop_request()
+    countdown = parent_retry.call_args.kwargs["countdown"]
+    assert 16 * (1 - BACKOFF_JITTER) <= countdown <= 16  # 2 s * 2**3
+
+
+@pytest.mark.django_db
+def test_a_job_that_fails_its_last_attempt_lands_in_the_dead_letters() -> None:
+    result = always_fails.apply(args=["disk full"], task_id="dead-1")
+    assert result.failed()
+    letter = DeadLetter.objects.get(task_id="dead-1")
+    assert letter.task_name == "tests.always_fails"
+    assert letter.args == ["disk full"]
+    assert "RuntimeError: disk full" in letter.error
+    assert letter.attempts == 1
+
+
+@pytest.mark.django_db
+def test_replaying_dead_letters_sends_them_again_and_marks_them() -> None:
+    letter = DeadLetter.objects.create(task_name="tests.always_fails", task_id="t1", args=["x"], error="e")
+    with patch.object(always_fails, "apply_async") as send:
+        assert dead_letters_replay([letter]) == 1
+    send.assert_called_once_with(args=["x"], kwargs={})
+    letter.refresh_from_db()
+    assert letter.replayed_at is not None
+
+
+@pytest.mark.django_db
+def test_the_replay_command_filters_by_task_and_skips_replayed_letters(capsys: pytest.CaptureFixture[str]) -> None:
+    DeadLetter.objects.create(task_name="tests.always_fails", task_id="a", args=["1"], error="e")
+    DeadLetter.objects.create(task_name="tests.list_symbol", task_id="b", args=["ZZZ"], error="e")
+    with patch.object(always_fails, "apply_async") as send:
+        call_command("replay_dead_letters", "--task", "tests.always_fails")
+        call_command("replay_dead_letters", "--task", "tests.always_fails")
+    assert send.call_count == 1
+    output = capsys.readouterr().out
+    assert "[1/1] tests.always_fails a" in output
+    assert "0 dead letter(s) to replay" in output
+
+
+@pytest.mark.django_db
+def test_the_replay_command_refuses_an_unknown_task() -> None:
+    with pytest.raises(CommandError, match="--task: unknown task 'nope'"):
+        call_command("replay_dead_letters", "--task", "nope")
+
+
+@pytest.mark.django_db
+def test_staff_can_replay_dead_letters_from_the_admin() -> None:
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("root", "root@example.com", "root-pass")
+    client = Client()
+    client.login(username="root", password="root-pass")
+    letter = DeadLetter.objects.create(task_name="tests.always_fails", task_id="adm", args=["1"], error="e")
+    with patch.object(always_fails, "apply_async") as send:
+        response = client.post(
+            reverse("admin:core_deadletter_changelist"),
+            {"action": "replay", "_selected_action": [str(letter.pk)]},
+            follow=True,
+        )
+    assert response.status_code == 200
+    assert b"Replayed 1 of 1" in response.content
+    send.assert_called_once()
+
+
+# --- Property 35 --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(deliveries=st.lists(st.tuples(st.integers(0, 3), st.booleans()), min_size=1, max_size=8))
+def test_a_redelivered_job_has_its_effect_once(deliveries: list[tuple[int, bool]]) -> None:
+    """Feature: trading-performance-optimization, Property 35: For any critical background job, the system should
+    ensure it is processed exactly once"""
+    JobRun.objects.all().delete()
+    Symbol.objects.all().delete()
+    succeeded: set[int] = set()
+    for job, crashes in deliveries:
+        ticker = f"J{job}"
+
+        def effect(ticker: str = ticker, crashes: bool = crashes) -> None:
+            Symbol.objects.create(ticker=ticker, name=ticker, sector="energy", initial_price=Decimal("1"))
+            if crashes:
+                raise RuntimeError("worker died mid-job")  # nothing of this delivery may remain
+
+        try:
+            ran, _ = run_once(f"job:{job}", effect, task_name="test")
+        except RuntimeError:
+            continue
+        assert ran == (job not in succeeded)
+        succeeded.add(job)
+    assert sorted(Symbol.objects.values_list("ticker", flat=True)) == sorted(f"J{job}" for job in succeeded)
+    assert JobRun.objects.count() == len(succeeded)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_deliveries_of_one_job_have_one_effect() -> None:
+    effects: list[str] = []
+
+    def deliver() -> None:
+        run_once("concurrent:1", lambda: effects.append("done"), task_name="test")
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert JobRun.objects.filter(key="concurrent:1").count() == 1
+    assert effects.count("done") >= 1  # a Python side effect cannot roll back; the stored key is unique
+    assert JobRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_exactly_once_task_redelivered_with_the_same_id_runs_once() -> None:
+    list_symbol.apply(args=["ONCE"], task_id="delivery-1")
+    list_symbol.apply(args=["ONCE"], task_id="delivery-1")  # the broker redelivers after a crash
+    assert Symbol.objects.filter(ticker="ONCE").count() == 1
+    assert JobRun.objects.filter(key="tests.list_symbol:delivery-1").exists()
+
+
+@pytest.mark.django_db
+def test_an_explicit_idempotency_key_makes_different_deliveries_one_job() -> None:
+    list_symbol.apply(args=["KEYED"], kwargs={"idempotency_key": "symbol:KEYED"}, task_id="one")
+    list_symbol.apply(args=["KEYED"], kwargs={"idempotency_key": "symbol:KEYED"}, task_id="two")
+    assert Symbol.objects.filter(ticker="KEYED").count() == 1
+
+
+# --- Schedules ------------------------------------------------------------------------------------
+
+
+def test_the_beat_schedule_precomputes_at_least_every_minute_and_cleans_up_daily(settings: Any) -> None:
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    assert schedule["leaderboard-rebuild"]["task"] == "leaderboard.rebuild"
+    assert schedule["leaderboard-rebuild"]["schedule"] <= 60
+    assert schedule["analytics-refresh"]["schedule"] <= 60
+    cleanup = schedule["prices-cleanup"]["schedule"]
+    assert cleanup.remaining_estimate(cleanup.now()).total_seconds() <= 86_400
+    tasks = registered_tasks()
+    for name in ("leaderboard-rebuild", "analytics-refresh", "cache-warm", "prices-cleanup"):
+        assert schedule[name]["task"] in tasks, name
+
+
+# --- A real worker ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_the_scheduled_precompute_jobs(celery_worker_process: Any) -> None:
+    from apps.analytics.models import AnalyticsState
+    from apps.leaderboard.models import LeaderboardSnapshot
+
+    app.send_task("leaderboard.rebuild")
+    app.send_task("analytics.refresh")
+    deadline = time.monotonic() + 30
+    while not (LeaderboardSnapshot.objects.exists() and AnalyticsState.objects.exclude(computed_at=None).exists()):
+        assert time.monotonic() < deadline, "the worker did not run the precompute jobs"
+        time.sleep(0.2)
