@@ -44,8 +44,16 @@ from django_mongodb_backend import transaction
 from apps.core.redis import key as redis_key
 from apps.core.redis import redis_client
 from apps.monitoring.metrics import CACHE_DEGRADED, CACHE_REQUESTS
+from apps.monitoring.middleware import record_cache_lookup
 
 logger = logging.getLogger(__name__)
+
+
+def _count(namespace: str, result: str) -> None:
+    """Count a lookup in the metric and on the request being served (its API latency's cache label)."""
+    CACHE_REQUESTS.labels(namespace=namespace, result=result).inc()
+    record_cache_lookup(result)
+
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -251,16 +259,16 @@ class TwoLayerCache:
         its TTL (a leaderboard page lives only until its snapshot turns 5 minutes old).
         """
         if not settings.CACHE_ENABLED:
-            CACHE_REQUESTS.labels(namespace=namespace, result="disabled").inc()
+            _count(namespace, "disabled")
             return loader()
         full_key = f"{namespace}:{key}"
         use_local = namespace not in READ_YOUR_WRITES and self._local_usable()
         if use_local and (hit := self.local.get(full_key)) is not None:
-            CACHE_REQUESTS.labels(namespace=namespace, result="l1_hit").inc()
+            _count(namespace, "l1_hit")
             return self._decode(hit)
         if self.breaker.is_open:
             CACHE_DEGRADED.inc()
-            CACHE_REQUESTS.labels(namespace=namespace, result="bypass").inc()
+            _count(namespace, "bypass")
             return loader()
         with self._key_lock(full_key):
             try:
@@ -308,16 +316,16 @@ class TwoLayerCache:
         client = self._backend_client()
         # Another thread of this process may have filled it while we waited for the key lock.
         if use_local and (hit := self.local.get(full_key)) is not None:
-            CACHE_REQUESTS.labels(namespace=namespace, result="l1_hit").inc()
+            _count(namespace, "l1_hit")
             return self._decode(hit)
         envelope = self._read_l2(client, full_key)
         if envelope is not None:
             self.breaker.reset()
-            CACHE_REQUESTS.labels(namespace=namespace, result="l2_hit").inc()
+            _count(namespace, "l2_hit")
             if use_local:
                 self._fill_local(full_key, envelope)
             return self._decode(envelope.value)
-        CACHE_REQUESTS.labels(namespace=namespace, result="miss").inc()
+        _count(namespace, "miss")
         self._fills_in_flight[full_key] = 0
         try:
             return self._fill(namespace, full_key, loader, ttl, use_local, client)
