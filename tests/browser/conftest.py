@@ -47,7 +47,17 @@ MARKET_SIZE = 500
 # Playwright's sync API keeps an event loop running in the test thread, which makes Django refuse ORM calls
 # from the test itself (setting up traders and sessions). Only the test process gets this; the server does not.
 ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
-os.environ[ASYNC_UNSAFE] = "true"
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _allow_orm_calls_beside_playwrights_loop() -> Iterator[None]:
+    previous = os.environ.get(ASYNC_UNSAFE)
+    os.environ[ASYNC_UNSAFE] = "true"
+    yield
+    if previous is None:
+        os.environ.pop(ASYNC_UNSAFE, None)
+    else:
+        os.environ[ASYNC_UNSAFE] = previous
 
 
 @pytest.fixture(scope="session")
