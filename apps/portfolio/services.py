@@ -1,12 +1,43 @@
-"""Writes for traders: accounts and (later) orders."""
+"""Writes for traders: accounts, orders (atomic, exactly once) and invoices."""
 
+import contextlib
+import contextvars
+import logging
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
+import redis
+from bson import Decimal128, ObjectId
 from django.contrib.auth.models import User
+from django.db import DatabaseError, IntegrityError
+from django.db import connection as default_connection
+from django.utils import timezone
 from django_mongodb_backend import transaction
+from django_mongodb_backend.base import DatabaseWrapper
+from pymongo import ReturnDocument
+from pymongo.client_session import ClientSession
+from pymongo.errors import PyMongoError
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
 
+from apps.core.jobs import enqueue_on_commit
 from apps.core.tokens import token_create
-from apps.portfolio.models import Trader
+from apps.market.quotes import latest_prices
+from apps.market.selectors import symbol_by_ticker
+from apps.monitoring.metrics import ORDER_CONFLICTS
+from apps.portfolio.invoices import invoice_code, milliseconds
+from apps.portfolio.models import Holding, Invoice, Order, Side, Trader
+from apps.portfolio.selectors import order_by_client_order_id
+
+logger = logging.getLogger(__name__)
+# The backend's own wrapper: sessions and raw collections for the order transaction.
+connection = cast(DatabaseWrapper, default_connection)
 
 
 class TraderError(ValueError):
@@ -35,4 +66,278 @@ def trader_create(
 def trader_for_user(user: User) -> Trader:
     """The user's trader profile, created with starting cash on first use (e.g. a superuser)."""
     trader, _ = Trader.objects.get_or_create(user=user)
+    trader.user = user  # already loaded: spare a query wherever the trader's name is shown
     return trader
+
+
+# --- Orders ----------------------------------------------------------------------------
+QUANTITY_MAX = 1_000_000
+CLIENT_ORDER_ID_MAX = 48
+CENT = Decimal("0.01")
+AVERAGE_COST_STEP = Decimal("0.0001")
+WRITE_CONFLICT = 112
+# Conflicts are retried this long before the order is refused as busy: inside the request's
+# MongoDB deadline (MONGODB_REQUEST_TIMEOUT_MS, 3 s), so the answer is ours, not a timeout.
+TRANSACTION_BUDGET_SECONDS = 2.0
+BACKOFF_FIRST_SECONDS = 0.002
+BACKOFF_MAX_SECONDS = 0.1
+
+
+class OrderRejected(Exception):
+    """An order that cannot be executed: a machine-readable code, the field at fault, an HTTP status."""
+
+    def __init__(self, code: str, field: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class OrderResult:
+    order: Order
+    created: bool  # False: a replay of an earlier request with the same client_order_id
+
+
+def _validated(*, side: str, quantity: int, client_order_id: str) -> None:
+    if side not in Side.values:
+        raise OrderRejected("invalid_side", "side", f"side must be one of {', '.join(Side.values)}")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= QUANTITY_MAX:
+        raise OrderRejected("invalid_quantity", "quantity", f"quantity must be a whole number from 1 to {QUANTITY_MAX}")
+    if not 1 <= len(client_order_id) <= CLIENT_ORDER_ID_MAX or not client_order_id.isprintable():
+        raise OrderRejected(
+            "invalid_client_order_id",
+            "client_order_id",
+            f"client_order_id must be 1 to {CLIENT_ORDER_ID_MAX} printable characters",
+        )
+
+
+def _replayed(order: Order, *, symbol: str, side: str, quantity: int) -> OrderResult:
+    """The original order for a repeated client_order_id, or a 409 when the body differs."""
+    asked = {"symbol": symbol, "side": side, "quantity": quantity}
+    differing = [name for name, value in asked.items() if getattr(order, name) != value]
+    if differing:
+        raise OrderRejected(
+            "client_order_id_conflict",
+            "client_order_id",
+            f"client_order_id {order.client_order_id!r} was already used for a different order "
+            f"(differs in {', '.join(differing)})",
+            status=409,
+        )
+    return OrderResult(order=order, created=False)
+
+
+def _execution_price(symbol: str) -> Decimal:
+    listing = symbol_by_ticker(symbol)
+    if listing is None:
+        raise OrderRejected("unknown_symbol", "symbol", f"unknown symbol {symbol!r}")
+    if not listing.active:
+        raise OrderRejected("symbol_halted", "symbol", f"{symbol} is halted and cannot be traded", status=409)
+    try:
+        price = latest_prices([symbol]).get(symbol)
+    except redis.RedisError as error:
+        logger.warning("no quote for %s, Redis failed: %s", symbol, error)
+        raise OrderRejected("quotes_unavailable", "symbol", "prices are unavailable; try again", status=503) from None
+    if price is None:
+        raise OrderRejected("no_quote", "symbol", f"{symbol} has no price yet; try again shortly", status=409)
+    return price
+
+
+@contextmanager
+def _trading_transaction() -> Iterator[None]:
+    """One MongoDB transaction with read concern snapshot and write concern majority.
+
+    The backend's atomic() starts its session with the server defaults; we start
+    the session ourselves with explicit concerns and let atomic() adopt it (it
+    only opens a session when none exists), so commit, rollback and on_commit
+    hooks stay the backend's. Nested inside another atomic(), we join that one.
+    """
+    if connection.in_atomic_block_mongo:
+        with transaction.atomic():
+            yield
+        return
+    connection.ensure_connection()
+    session = connection.connection.start_session()
+    session.start_transaction(read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority"))
+    connection.session = session
+    try:
+        with transaction.atomic():
+            yield
+    finally:
+        # A driver error raised by the commit itself escapes atomic() without its cleanup.
+        if connection.session is not None and not connection.in_atomic_block_mongo:
+            session, connection.session = connection.session, None
+            connection.run_on_commit = []
+            if session.in_transaction:
+                # In a fresh context: outside the request's MongoDB deadline (pymongo.timeout), which may
+                # be what failed. An abandoned transaction would hold its writes until the server's limit.
+                contextvars.Context().run(_abort_quietly, session)
+            session.end_session()
+
+
+def _abort_quietly(session: ClientSession) -> None:
+    with contextlib.suppress(PyMongoError):
+        session.abort_transaction()
+
+
+def _is_transient(error: BaseException) -> bool:
+    """A transaction conflict worth retrying (the driver's error may be wrapped in Django's)."""
+    for candidate in (error, error.__cause__):
+        if isinstance(candidate, PyMongoError) and candidate.timeout:
+            return False  # the request's deadline is spent: retrying cannot help (the caller answers 503)
+        if isinstance(candidate, PyMongoError) and (
+            candidate.has_error_label("TransientTransactionError")
+            or candidate.has_error_label("UnknownTransactionCommitResult")
+            or getattr(candidate, "code", None) == WRITE_CONFLICT
+        ):
+            return True
+    return False
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2**attempt) * random.uniform(0.5, 1.5))
+
+
+def _execute(*, trader: Trader, symbol: str, side: str, quantity: int, client_order_id: str, price: Decimal) -> Order:
+    """Cash, holding, trade and pending invoice in one transaction; the invoice job is sent on commit."""
+    amount = (price * quantity).quantize(CENT)
+    session = connection.session
+    traders = connection.get_collection(Trader._meta.db_table)
+    holdings = connection.get_collection(Holding._meta.db_table)
+    now = milliseconds(timezone.now())
+    if side == Side.BUY:
+        # Conditional decrement: never an overdraft, whatever runs concurrently.
+        account = traders.find_one_and_update(
+            {"_id": trader.pk, "cash": {"$gte": Decimal128(amount)}},
+            {"$inc": {"cash": Decimal128(-amount), "invoice_sequence": 1}},
+            projection={"invoice_sequence": 1},
+            return_document=ReturnDocument.AFTER,
+            session=session,
+        )
+        if account is None:
+            raise OrderRejected("insufficient_cash", "quantity", f"not enough cash for {quantity} {symbol}", 409)
+        held = holdings.find_one({"trader_id": trader.pk, "symbol": symbol}, session=session)
+        if held is None:
+            holdings.insert_one(
+                {
+                    "trader_id": trader.pk,
+                    "symbol": symbol,
+                    "quantity": quantity,
+                    "average_cost": Decimal128(price.quantize(AVERAGE_COST_STEP)),
+                    "updated_at": now,
+                },
+                session=session,
+            )
+        else:
+            owned = int(held["quantity"])
+            cost = held["average_cost"].to_decimal() * owned + amount
+            holdings.update_one(
+                {"_id": held["_id"]},
+                {
+                    "$set": {
+                        "quantity": owned + quantity,
+                        "average_cost": Decimal128((cost / (owned + quantity)).quantize(AVERAGE_COST_STEP)),
+                        "updated_at": now,
+                    }
+                },
+                session=session,
+            )
+    else:
+        # Conditional decrement: never a short sale. The average cost of what is left is unchanged.
+        held = holdings.find_one_and_update(
+            {"trader_id": trader.pk, "symbol": symbol, "quantity": {"$gte": quantity}},
+            {"$inc": {"quantity": -quantity}, "$set": {"updated_at": now}},
+            return_document=ReturnDocument.AFTER,
+            session=session,
+        )
+        if held is None:
+            raise OrderRejected("insufficient_holding", "quantity", f"you do not hold {quantity} {symbol}", 409)
+        if held["quantity"] == 0:
+            holdings.delete_one({"_id": held["_id"]}, session=session)  # by _id alone: an indexed delete
+        account = traders.find_one_and_update(
+            {"_id": trader.pk},
+            {"$inc": {"cash": Decimal128(amount), "invoice_sequence": 1}},
+            projection={"invoice_sequence": 1},
+            return_document=ReturnDocument.AFTER,
+            session=session,
+        )
+    order = Order(
+        id=ObjectId(),
+        trader=trader,
+        client_order_id=client_order_id,
+        symbol=symbol,
+        side=side,
+        quantity=quantity,
+        price=price,
+        amount=amount,
+        created_at=now,
+    )
+    order.save(force_insert=True)
+    number = int(account["invoice_sequence"])
+    Invoice.objects.create(
+        order=order, trader=trader, number=number, verification_code=invoice_code(order=order, number=number)
+    )
+    enqueue_on_commit("apps.portfolio.tasks.generate_invoice", str(order.pk))
+    return order
+
+
+def place_order(
+    *, trader: Trader, symbol: str, side: str, quantity: int, client_order_id: str | None = None
+) -> OrderResult:
+    """Execute a market order at the latest price, exactly once per (trader, client_order_id).
+
+    Raises OrderRejected for anything that cannot be executed; nothing is written then.
+    """
+    client_order_id = uuid.uuid4().hex if client_order_id is None else client_order_id
+    symbol = symbol.strip().upper()
+    _validated(side=side, quantity=quantity, client_order_id=client_order_id)
+    deadline = time.monotonic() + TRANSACTION_BUDGET_SECONDS
+    price: Decimal | None = None
+    attempt = 0
+    while True:
+        original = order_by_client_order_id(trader=trader, client_order_id=client_order_id)
+        if original is not None:
+            return _replayed(original, symbol=symbol, side=side, quantity=quantity)
+        if price is None:
+            price = _execution_price(symbol)
+        try:
+            with _trading_transaction():
+                order = _execute(
+                    trader=trader,
+                    symbol=symbol,
+                    side=side,
+                    quantity=quantity,
+                    client_order_id=client_order_id,
+                    price=price,
+                )
+            return OrderResult(order=order, created=True)
+        except IntegrityError:
+            continue  # the same client_order_id committed concurrently: answer with that order
+        except (DatabaseError, PyMongoError) as error:
+            if not _is_transient(error):
+                raise
+            ORDER_CONFLICTS.inc()
+            if time.monotonic() > deadline:
+                raise OrderRejected("busy", "client_order_id", "too many concurrent orders; retry", 503) from None
+            _backoff(attempt)
+            attempt += 1
+
+
+# --- Invoices ---------------------------------------------------------------------------
+def invoice_mark_ready(*, invoice: Invoice, pdf: bytes) -> bool:
+    """Store the PDF and mark the invoice ready, once: False when it already was (a redelivered job)."""
+    unfinished = [Invoice.Status.PENDING, Invoice.Status.FAILED]  # failed: a replayed dead letter
+    # Flat filters on (order_id, status): the ORM's $and form is never indexed on SecantusDB.
+    result = connection.get_collection(Invoice._meta.db_table).update_one(
+        {"order_id": invoice.order_id, "status": {"$in": unfinished}},
+        {"$set": {"status": Invoice.Status.READY, "pdf": pdf, "ready_at": timezone.now()}},
+    )
+    return result.modified_count == 1
+
+
+def invoice_mark_failed(*, order_id: ObjectId) -> None:
+    """The job gave up (it is in the dead-letter store): say so instead of pending forever."""
+    connection.get_collection(Invoice._meta.db_table).update_one(
+        {"order_id": order_id, "status": Invoice.Status.PENDING}, {"$set": {"status": Invoice.Status.FAILED}}
+    )

@@ -1,0 +1,251 @@
+"""Orders, portfolio and invoices in the JSON API. Views parse, call one service or selector, shape."""
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal, cast
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
+from ninja import Field, Query, Router, Schema, Status
+from pydantic import StrictInt
+
+from apps.monitoring.metrics import ORDERS
+from apps.portfolio.invoices import invoice_verify
+from apps.portfolio.models import Invoice, Order, Trader
+from apps.portfolio.selectors import (
+    ORDER_PAGE_MAX,
+    invoice_for_order,
+    order_get,
+    order_list,
+    portfolio_for,
+)
+from apps.portfolio.services import CLIENT_ORDER_ID_MAX, QUANTITY_MAX, OrderRejected, place_order, trader_for_user
+
+router = Router(tags=["trading"])
+
+
+class ErrorOut(Schema):
+    detail: str
+    code: str
+    field: str | None = None
+
+
+class OrderIn(Schema):
+    symbol: str = Field(..., min_length=1, max_length=10, description="Ticker, e.g. 'ACME'")
+    side: Literal["buy", "sell"]
+    quantity: StrictInt = Field(..., ge=1, le=QUANTITY_MAX)
+    client_order_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=CLIENT_ORDER_ID_MAX,
+        description="Your idempotency key: the same id again returns the original order. Generated when absent.",
+    )
+
+
+class OrderOut(Schema):
+    id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    quantity: int
+    price: Decimal
+    amount: Decimal
+    status: str
+    created_at: datetime
+    invoice_url: str
+
+    @staticmethod
+    def of(order: Order) -> "OrderOut":
+        return OrderOut(
+            id=str(order.pk),
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            price=order.price,
+            amount=order.amount,
+            status=order.status,
+            created_at=order.created_at,
+            invoice_url=f"/api/v1/trades/{order.pk}/invoice",
+        )
+
+
+class OrderPage(Schema):
+    results: list[OrderOut]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class OrderFilters(Schema):
+    limit: int = Field(50, ge=1, le=ORDER_PAGE_MAX)
+    cursor: str | None = Field(None, max_length=100)
+    symbol: str | None = Field(None, min_length=1, max_length=10)
+    side: Literal["buy", "sell"] | None = None
+
+
+class HoldingOut(Schema):
+    symbol: str
+    quantity: int
+    average_cost: Decimal
+    last_price: Decimal
+    priced: bool = Field(description="False when no quote exists yet: last_price is then the average cost.")
+    market_value: Decimal
+    cost_basis: Decimal
+    unrealised_pnl: Decimal
+
+
+class PortfolioOut(Schema):
+    cash: Decimal
+    starting_cash: Decimal
+    holdings_value: Decimal
+    unrealised_pnl: Decimal
+    total_value: Decimal
+    return_percent: Decimal
+    holdings: list[HoldingOut]
+
+
+class InvoiceStatusOut(Schema):
+    status: str
+    number: int
+    detail: str
+
+
+class CertifiedTrade(Schema):
+    number: int
+    trader: str
+    trade_id: str
+    symbol: str
+    side: str
+    quantity: int
+    price: Decimal
+    amount: Decimal
+    executed_at: datetime
+    invoice_status: str
+
+
+class VerificationOut(Schema):
+    authentic: bool
+    verdict: Literal["authentic", "tampered", "unknown"]
+    detail: str
+    certifies: CertifiedTrade | None = None
+
+
+def _trader(request: HttpRequest) -> Trader:
+    return trader_for_user(cast(User, request.user))  # the API's auth guarantees a real user
+
+
+def _not_found(what: str) -> Status[Any]:
+    return Status(404, ErrorOut(detail=f"{what} not found", code="not_found"))
+
+
+def _cursor(order: Order) -> str:
+    raw = f"{int(order.created_at.timestamp() * 1000)}:{order.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str) -> tuple[datetime, ObjectId]:
+    """The keyset position in a cursor; ValueError when it is not one we issued."""
+    try:
+        millis, pk = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        return datetime.fromtimestamp(int(millis) / 1000, tz=UTC), ObjectId(pk)
+    except (binascii.Error, UnicodeDecodeError, ValueError, InvalidId, OverflowError, OSError) as error:
+        raise ValueError("cursor") from error
+
+
+@router.post(
+    "/orders",
+    response={200: OrderOut, 201: OrderOut, 409: ErrorOut, 422: ErrorOut, 503: ErrorOut},
+    summary="Place a market order (exactly once per client_order_id)",
+)
+def order_create(request: HttpRequest, payload: OrderIn) -> Status[Any]:
+    try:
+        result = place_order(trader=_trader(request), **payload.dict())
+    except OrderRejected as rejection:
+        ORDERS.labels(outcome=rejection.code).inc()
+        return Status(rejection.status, ErrorOut(detail=rejection.message, code=rejection.code, field=rejection.field))
+    ORDERS.labels(outcome="filled" if result.created else "replayed").inc()
+    return Status(201 if result.created else 200, OrderOut.of(result.order))
+
+
+@router.get("/orders", response={200: OrderPage, 422: ErrorOut}, summary="Your orders, newest first (keyset pages)")
+def order_index(request: HttpRequest, filters: Query[OrderFilters]) -> Status[Any]:
+    try:
+        after = _after(filters.cursor) if filters.cursor else None
+    except ValueError:
+        return Status(422, ErrorOut(detail="cursor is not one this API issued", code="invalid_cursor", field="cursor"))
+    symbol = filters.symbol.strip().upper() if filters.symbol else None
+    orders = order_list(trader=_trader(request), limit=filters.limit + 1, after=after, symbol=symbol, side=filters.side)
+    page = orders[: filters.limit]
+    next_cursor = _cursor(page[-1]) if len(orders) > filters.limit else None
+    return Status(200, OrderPage(results=[OrderOut.of(o) for o in page], next_cursor=next_cursor))
+
+
+@router.get("/orders/{order_id}", response={200: OrderOut, 404: ErrorOut}, summary="One of your orders")
+def order_detail(request: HttpRequest, order_id: str) -> Status[Any]:
+    order = order_get(trader=_trader(request), order_id=order_id)
+    return Status(200, OrderOut.of(order)) if order is not None else _not_found("order")
+
+
+@router.get("/portfolio", response=PortfolioOut, summary="Cash, holdings at the latest prices, P&L")
+def portfolio(request: HttpRequest) -> PortfolioOut:
+    return PortfolioOut.model_validate(portfolio_for(_trader(request)), from_attributes=True)
+
+
+@router.get(
+    "/trades/{order_id}/invoice",
+    response={202: InvoiceStatusOut, 404: ErrorOut, 409: InvoiceStatusOut},
+    summary="The trade's PDF confirmation (202 while it is being generated)",
+)
+def invoice_download(request: HttpRequest, order_id: str) -> HttpResponse | Status[Any]:
+    invoice = invoice_for_order(trader=_trader(request), order_id=order_id)
+    if invoice is None:
+        return _not_found("trade")
+    if invoice.status == Invoice.Status.PENDING:
+        return Status(
+            202, InvoiceStatusOut(status=invoice.status, number=invoice.number, detail="being generated; retry")
+        )
+    if invoice.status == Invoice.Status.FAILED:
+        detail = "generation failed; an operator can replay the job"
+        return Status(409, InvoiceStatusOut(status=invoice.status, number=invoice.number, detail=detail))
+    response = HttpResponse(bytes(invoice.pdf or b""), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="confirmation-{invoice.number}.pdf"'
+    return response
+
+
+def certified_trade(invoice: Invoice) -> CertifiedTrade:
+    order = invoice.order
+    return CertifiedTrade(
+        number=invoice.number,
+        trader=invoice.trader.user.get_username(),
+        trade_id=str(order.pk),
+        symbol=order.symbol,
+        side=order.side,
+        quantity=order.quantity,
+        price=order.price,
+        amount=order.amount,
+        executed_at=order.created_at,
+        invoice_status=invoice.status,
+    )
+
+
+VERDICT_DETAIL = {
+    "authentic": "This confirmation was issued by this platform and its content is unchanged.",
+    "tampered": "A confirmation with this code exists, but its content no longer matches the code.",
+    "unknown": "No confirmation with this code was issued by this platform.",
+}
+
+
+@router.get(
+    "/invoices/verify/{code}", response=VerificationOut, auth=None, summary="Check a confirmation's code (public)"
+)
+def invoice_verification(request: HttpRequest, code: str) -> VerificationOut:
+    verification = invoice_verify(code)
+    return VerificationOut(
+        authentic=verification.authentic,
+        verdict=cast(Literal["authentic", "tampered", "unknown"], verification.verdict),
+        detail=VERDICT_DETAIL[verification.verdict],
+        certifies=certified_trade(verification.invoice) if verification.authentic and verification.invoice else None,
+    )

@@ -1,0 +1,122 @@
+"""Trade confirmations (invoices): what a verification code certifies, how it is signed, the PDF.
+
+The code is an HMAC-SHA256, keyed by the server secret, over the invoice's
+canonical content. Verifying recomputes it from the stored record and compares
+in constant time, so an altered record or an invented code does not verify.
+"""
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.urls import reverse
+from fpdf import FPDF
+
+from apps.portfolio.models import Invoice, Order
+from apps.portfolio.selectors import invoice_with_trade
+
+CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+def milliseconds(moment: datetime) -> datetime:
+    """MongoDB stores milliseconds; keep in-memory times equal to the stored ones (codes, keyset cursors)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _invoice_key() -> bytes:
+    """A key of its own for invoices, derived from the server secret."""
+    return hashlib.sha256(b"invoice-verification:" + settings.SECRET_KEY.encode()).digest()
+
+
+def invoice_content(*, order: Order, number: int) -> str:
+    """What a verification code certifies, as one canonical text."""
+    fields = [
+        str(order.pk),
+        str(order.trader_id),
+        order.symbol,
+        order.side,
+        str(order.quantity),
+        f"{order.price:.2f}",
+        f"{order.amount:.2f}",
+        milliseconds(order.created_at).isoformat(timespec="milliseconds"),
+        str(number),
+    ]
+    return "|".join(fields)
+
+
+def invoice_code(*, order: Order, number: int) -> str:
+    """HMAC-SHA256 over the invoice's canonical content, URL-safe (43 characters)."""
+    digest = hmac.new(_invoice_key(), invoice_content(order=order, number=number).encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class Verification:
+    verdict: str  # "authentic", "tampered" (the record no longer matches its code) or "unknown"
+    invoice: Invoice | None
+
+    @property
+    def authentic(self) -> bool:
+        return self.verdict == "authentic"
+
+
+def invoice_verify(code: str) -> Verification:
+    """Whether `code` belongs to a confirmation we issued whose content is unchanged."""
+    if not CODE_PATTERN.match(code):
+        return Verification("unknown", None)
+    invoice = invoice_with_trade(verification_code=code)
+    if invoice is None:
+        return Verification("unknown", None)
+    expected = invoice_code(order=invoice.order, number=invoice.number)
+    return Verification("authentic" if hmac.compare_digest(expected, code) else "tampered", invoice)
+
+
+def verify_url(code: str) -> str:
+    return settings.PUBLIC_URL.rstrip("/") + reverse("invoice-verify", args=[code])
+
+
+def _latin1(text: str) -> str:
+    """The PDF core fonts are Latin-1; anything else is shown as '?' rather than failing the job."""
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def render_invoice_pdf(invoice: Invoice) -> bytes:
+    order = invoice.order
+    trader = invoice.trader
+    pdf = FPDF(format="A4")
+    pdf.set_title(f"Trade confirmation {invoice.number}")
+    pdf.set_creator("Paper-trading platform")
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 18)
+    pdf.cell(0, 12, "Trade confirmation", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 11)
+    rows = [
+        ("Confirmation number", f"{invoice.number}"),
+        ("Trader", _latin1(trader.user.get_username())),
+        ("Trade id", str(order.pk)),
+        ("Client order id", _latin1(order.client_order_id)),
+        ("Executed at (UTC)", order.created_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]),
+        ("Side", order.side.upper()),
+        ("Symbol", order.symbol),
+        ("Quantity", f"{order.quantity:,}"),
+        ("Price", f"{order.price:,.2f}"),
+        ("Amount", f"{order.amount:,.2f}"),
+    ]
+    for label, value in rows:
+        pdf.set_font("Helvetica", "B", 11)
+        pdf.cell(55, 8, label)
+        pdf.set_font("Helvetica", "", 11)
+        pdf.cell(0, 8, value, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    pdf.set_font("Helvetica", "B", 11)
+    pdf.cell(0, 8, "Verification", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Courier", "", 10)
+    pdf.cell(0, 6, invoice.verification_code, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    url = verify_url(invoice.verification_code)
+    pdf.multi_cell(0, 6, f"Check this confirmation at {url}", link=url)
+    return bytes(pdf.output())

@@ -1,0 +1,247 @@
+"""Reads for portfolios and orders.
+
+Valuing portfolios costs a constant number of round trips whatever the number
+of traders or holdings (Property 2): one query for the traders, one for all
+their holdings, one MGET for every price (`apps.market.quotes.latest_prices`).
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, cast
+
+import redis
+from bson import ObjectId
+from bson.errors import InvalidId
+from django.contrib.auth.models import User
+from django.db import connection as default_connection
+from django_mongodb_backend.base import DatabaseWrapper
+
+from apps.market.quotes import latest_prices
+from apps.portfolio.models import Holding, Invoice, Order, Trader
+
+connection = cast(DatabaseWrapper, default_connection)
+
+logger = logging.getLogger(__name__)
+
+CENT = Decimal("0.01")
+ORDER_PAGE_MAX = 100
+ONE_ROUND_TRIP_BATCH = 1_000_000  # the server caps a batch at 16 MB; all we read fits in one
+
+
+@dataclass(frozen=True)
+class HoldingValuation:
+    symbol: str
+    quantity: int
+    average_cost: Decimal
+    last_price: Decimal
+    priced: bool  # False: no quote yet (or Redis unreachable), so last_price is the average cost
+
+    @property
+    def market_value(self) -> Decimal:
+        return (self.last_price * self.quantity).quantize(CENT)
+
+    @property
+    def cost_basis(self) -> Decimal:
+        return (self.average_cost * self.quantity).quantize(CENT)
+
+    @property
+    def unrealised_pnl(self) -> Decimal:
+        return self.market_value - self.cost_basis
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    trader_id: ObjectId
+    username: str
+    cash: Decimal
+    starting_cash: Decimal
+    holdings: tuple[HoldingValuation, ...]
+
+    @property
+    def holdings_value(self) -> Decimal:
+        return sum((h.market_value for h in self.holdings), Decimal("0.00"))
+
+    @property
+    def unrealised_pnl(self) -> Decimal:
+        return sum((h.unrealised_pnl for h in self.holdings), Decimal("0.00"))
+
+    @property
+    def total_value(self) -> Decimal:
+        return self.cash + self.holdings_value
+
+    @property
+    def return_percent(self) -> Decimal:
+        """Total return since the account opened, in percent of the starting cash."""
+        if not self.starting_cash:
+            return Decimal("0.00")
+        return ((self.total_value - self.starting_cash) / self.starting_cash * 100).quantize(CENT)
+
+
+# A valuation of many traders is the same shape; the name says which question it answers.
+PortfolioValuation = Portfolio
+
+
+def _prices(symbols: Iterable[str]) -> dict[str, Decimal]:
+    """Latest prices in one MGET; an unreachable Redis values holdings at cost instead of failing."""
+    try:
+        return latest_prices(symbols)
+    except redis.RedisError as error:
+        logger.warning("quotes unavailable, valuing holdings at cost: %s", error)
+        return {}
+
+
+def _holding_documents(query: dict[str, Any]) -> list[dict[str, Any]]:
+    """Holdings matching `query`, in one round trip.
+
+    A sale to zero deletes the holding, so every stored one counts. Raw find with a large first
+    batch: the ORM's cursor returns 101 documents and then needs a getMore, so its round trips
+    would grow with the holdings count.
+    """
+    collection = connection.get_collection(Holding._meta.db_table)
+    fields = {"trader_id": 1, "symbol": 1, "quantity": 1, "average_cost": 1}
+    return list(collection.find(query, fields, sort=[("symbol", 1)], batch_size=ONE_ROUND_TRIP_BATCH))
+
+
+def _portfolio(
+    *,
+    trader_id: ObjectId,
+    username: str,
+    cash: Decimal,
+    starting_cash: Decimal,
+    holdings: Sequence[dict[str, Any]],
+    prices: dict[str, Decimal],
+) -> Portfolio:
+    valued = []
+    for held in holdings:
+        average_cost = held["average_cost"].to_decimal()
+        valued.append(
+            HoldingValuation(
+                symbol=held["symbol"],
+                quantity=int(held["quantity"]),
+                average_cost=average_cost,
+                last_price=prices.get(held["symbol"], average_cost),
+                priced=held["symbol"] in prices,
+            )
+        )
+    return Portfolio(
+        trader_id=trader_id, username=username, cash=cash, starting_cash=starting_cash, holdings=tuple(valued)
+    )
+
+
+def portfolio_values(trader_ids: Sequence[Any]) -> dict[Any, PortfolioValuation]:
+    """Value many traders at the latest prices: 3 queries and 1 MGET whatever their number or holdings.
+
+    (Constant up to one 16 MB batch per query, about 100 000 holdings; beyond it the driver fetches more.)
+    """
+    ids = [ObjectId(pk) for pk in trader_ids]
+    traders = list(
+        connection.get_collection(Trader._meta.db_table).find(
+            {"_id": {"$in": ids}}, {"user_id": 1, "cash": 1, "starting_cash": 1}, batch_size=ONE_ROUND_TRIP_BATCH
+        )
+    )
+    users = connection.get_collection(User._meta.db_table).find(
+        {"_id": {"$in": [t["user_id"] for t in traders]}}, {"username": 1}, batch_size=ONE_ROUND_TRIP_BATCH
+    )
+    username_of = {u["_id"]: u["username"] for u in users}
+    holdings_of: dict[ObjectId, list[dict[str, Any]]] = defaultdict(list)
+    for held in _holding_documents({"trader_id": {"$in": ids}}):
+        holdings_of[held["trader_id"]].append(held)
+    prices = _prices(h["symbol"] for held in holdings_of.values() for h in held)
+    return {
+        t["_id"]: _portfolio(
+            trader_id=t["_id"],
+            username=username_of.get(t["user_id"], ""),
+            cash=t["cash"].to_decimal(),
+            starting_cash=t["starting_cash"].to_decimal(),
+            holdings=holdings_of[t["_id"]],
+            prices=prices,
+        )
+        for t in traders
+    }
+
+
+def portfolio_for(trader: Trader) -> Portfolio:
+    """One trader's portfolio: holdings in one query, every price in one MGET."""
+    holdings = _holding_documents({"trader_id": trader.pk})
+    return _portfolio(
+        trader_id=trader.pk,
+        username=trader.user.get_username(),
+        cash=trader.cash,
+        starting_cash=trader.starting_cash,
+        holdings=holdings,
+        prices=_prices(h["symbol"] for h in holdings),
+    )
+
+
+def object_id(value: str) -> ObjectId | None:
+    """The ObjectId in `value`, or None when it is not one (which callers answer with a 404)."""
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        return None
+
+
+def order_get(*, trader: Trader, order_id: str) -> Order | None:
+    """The trader's own order; another trader's or a malformed id is None."""
+    pk = object_id(order_id)
+    # By _id alone, owner checked here: a filter on two fields is an $and, which SecantusDB never indexes.
+    order = None if pk is None else Order.objects.filter(pk=pk).first()
+    return order if order is not None and order.trader_id == trader.pk else None
+
+
+def order_list(
+    *,
+    trader: Trader,
+    limit: int,
+    after: tuple[Any, ObjectId] | None = None,
+    symbol: str | None = None,
+    side: str | None = None,
+) -> list[Order]:
+    """The trader's orders newest first (created_at, then id: a total, stable order), after a keyset cursor."""
+    orders = Order.objects.filter(trader=trader)
+    if symbol:
+        orders = orders.filter(symbol=symbol)
+    if side:
+        orders = orders.filter(side=side)
+    if after is not None:
+        created_at, pk = after
+        orders = orders.filter(created_at__lt=created_at) | orders.filter(created_at=created_at, pk__lt=pk)
+    return list(orders.order_by("-created_at", "-id")[: min(limit, ORDER_PAGE_MAX)])
+
+
+def order_by_client_order_id(*, trader: Trader, client_order_id: str) -> Order | None:
+    """The trader's order with this idempotency key, if any: one indexed round trip when there is none.
+
+    A flat filter, not the ORM's $and (SecantusDB indexes only flat filters).
+    """
+    found = connection.get_collection(Order._meta.db_table).find_one(
+        {"client_order_id": client_order_id, "trader_id": trader.pk}, {"_id": 1}
+    )
+    return None if found is None else Order.objects.get(pk=found["_id"])
+
+
+def invoice_for_order(*, trader: Trader, order_id: str) -> Invoice | None:
+    """The invoice of the trader's own trade (None for another trader's or an unknown trade)."""
+    pk = object_id(order_id)
+    invoice = None if pk is None else Invoice.objects.filter(order_id=pk).first()
+    return invoice if invoice is not None and invoice.trader_id == trader.pk else None
+
+
+def invoice_with_trade(**lookup: Any) -> Invoice | None:
+    """The invoice matching `lookup` with its order, trader and user loaded, each by primary key.
+
+    Not select_related: on SecantusDB its $lookup joins scan the joined collections
+    (measured: 604 ms with 2 000 orders against 30 ms for these reads by key), so their
+    cost would grow with every trade ever made.
+    """
+    invoice = Invoice.objects.filter(**lookup).first()
+    if invoice is None:
+        return None
+    invoice.order = Order.objects.get(pk=invoice.order_id)
+    trader = Trader.objects.get(pk=invoice.trader_id)
+    trader.user = User.objects.get(pk=trader.user_id)
+    invoice.trader = trader
+    return invoice

@@ -1,0 +1,37 @@
+"""Background jobs of the trading app."""
+
+from typing import Any
+
+from celery import shared_task
+
+from apps.core.jobs import ReliableTask
+from apps.monitoring.metrics import INVOICES_RENDERED
+from apps.portfolio.invoices import render_invoice_pdf
+from apps.portfolio.models import Invoice
+from apps.portfolio.selectors import invoice_with_trade, object_id
+from apps.portfolio.services import invoice_mark_failed, invoice_mark_ready
+
+
+class InvoiceTask(ReliableTask):
+    abstract = True
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        super().on_failure(exc, task_id, args, kwargs, einfo)
+        if args:
+            order_id = object_id(str(args[0]))
+            if order_id is not None:
+                invoice_mark_failed(order_id=order_id)
+
+
+@shared_task(base=InvoiceTask, name="apps.portfolio.tasks.generate_invoice")
+def generate_invoice(order_id: str) -> str:
+    """Render and store the trade's PDF confirmation; a redelivered job changes nothing (idempotent)."""
+    pk = object_id(order_id)
+    invoice = None if pk is None else invoice_with_trade(order_id=pk)
+    if invoice is None:
+        return "unknown"
+    if invoice.status == Invoice.Status.READY:
+        return invoice.status  # a redelivery: the PDF exists
+    if invoice_mark_ready(invoice=invoice, pdf=render_invoice_pdf(invoice)):
+        INVOICES_RENDERED.inc()
+    return Invoice.Status.READY
