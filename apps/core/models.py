@@ -1,11 +1,15 @@
 """API tokens for integrators. Only a SHA-256 digest is stored; the token is shown once."""
 
+from bson import ObjectId
 from django.conf import settings
 from django.db import models
+
+from apps.core.indexes import LookupIndex
 
 
 class ApiToken(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    user_id: ObjectId
     name = models.CharField(max_length=100, default="default")
     prefix = models.CharField(max_length=12, help_text="The first characters, to tell tokens apart.")
     digest = models.CharField(max_length=64, unique=True, editable=False)
@@ -14,6 +18,8 @@ class ApiToken(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Every API request looks its token up by digest; the unique index alone is partial (see LookupIndex).
+        indexes = [LookupIndex(fields=["digest", "user"], name="apitoken_digest_lookup")]
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"

@@ -41,3 +41,12 @@ def test_a_deactivated_user_s_token_is_refused(trader: tuple[object, str]) -> No
     user.is_active = False
     user.save()
     assert Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {trader[1]}").status_code == 401
+
+
+@pytest.mark.django_db
+def test_the_token_lookup_on_every_api_request_uses_an_index(trader: tuple[object, str]) -> None:
+    from apps.core.models import ApiToken
+
+    plan = ApiToken.objects.filter(digest="0" * 64).explain()
+    assert "IXSCAN" in plan
+    assert "COLLSCAN" not in plan
