@@ -106,6 +106,7 @@ def readers(users: list[Any], tickers: list[str], *, full: bool) -> dict[str, Ca
     from apps.market.quotes import latest_quotes
     from apps.market.selectors import symbol_page
     from apps.portfolio.models import Trader
+    from apps.portfolio.selectors import trader_profile
 
     def profile_of(user_id: Any) -> dict[str, Any]:
         trader = Trader.objects.select_related("user").get(user_id=user_id)
@@ -119,7 +120,7 @@ def readers(users: list[Any], tickers: list[str], *, full: bool) -> dict[str, Ca
 
     def profile(rng: random.Random) -> object:
         user = rng.choice(users[:50])  # the active traders
-        return cached("profiles", str(user.pk), lambda: profile_of(user.pk)) if full else profile_of(user.pk)
+        return trader_profile(user)  # the app caches it (CACHE_ENABLED decides)
 
     return {
         "leaderboard": lambda rng: leaderboard_page(by=rng.choice(["value", "return"]), page=rng.randint(1, 3)),

@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest
 from ninja import Router, Schema
 
-from apps.portfolio.services import trader_for_user
+from apps.portfolio.selectors import trader_profile
 
 router = Router(tags=["account"])
 
@@ -20,6 +20,4 @@ class MeOut(Schema):
 
 @router.get("/me", response=MeOut, summary="The authenticated trader")
 def me(request: HttpRequest) -> MeOut:
-    user = cast(User, request.user)  # the router's auth guarantees a real user
-    trader = trader_for_user(user)
-    return MeOut(username=user.get_username(), is_staff=user.is_staff, cash=trader.cash)
+    return MeOut(**trader_profile(cast(User, request.user)))  # the router's auth guarantees a real user

@@ -353,9 +353,12 @@ class TwoLayerCache:
         value = loader()
         seconds = max(1, ttl(value) if callable(ttl) else ttl or ttl_for(namespace))
         encoded = self._encode_envelope(value, seconds)
-        if token:
+        # The writer's invalidation deletes our fill lock, so "stored" also says no write raced this fill;
+        # the pub/sub message that reports the same thing may arrive after we get here.
+        stored = bool(token) and bool(
             client.eval(_FILL_IF_LOCK_HELD, 2, self._l2_key(full_key), lock_key, token, encoded, seconds * 1000)
-        if use_local and not self._fills_in_flight.get(full_key):
+        )
+        if use_local and stored and not self._fills_in_flight.get(full_key):
             self._fill_local(full_key, _Envelope(self.clock() + seconds, self._encode(value)))
         return value
 

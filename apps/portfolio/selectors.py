@@ -19,6 +19,7 @@ from django.contrib.auth.models import User
 from django.db import connection as default_connection
 from django_mongodb_backend.base import DatabaseWrapper
 
+from apps.core.cache import cached
 from apps.market.quotes import latest_prices
 from apps.portfolio.models import Holding, Invoice, Order, Trader
 
@@ -245,3 +246,18 @@ def invoice_with_trade(**lookup: Any) -> Invoice | None:
     trader.user = User.objects.get(pk=trader.user_id)
     invoice.trader = trader
     return invoice
+
+
+def trader_profile(user: User) -> dict[str, Any]:
+    """The trader's profile (name, staff flag, cash) through the cache.
+
+    "profiles" is a read-your-writes namespace: it never enters the in-process layer,
+    and every order invalidates it after commit, so a trader sees their new cash at once.
+    """
+    from apps.portfolio.services import trader_for_user
+
+    def load() -> dict[str, Any]:
+        trader = trader_for_user(user)
+        return {"username": user.get_username(), "is_staff": user.is_staff, "cash": str(trader.cash)}
+
+    return cached("profiles", str(user.pk), load)

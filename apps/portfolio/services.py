@@ -26,6 +26,7 @@ from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from apps.core.cache import invalidate_after_commit
 from apps.core.jobs import enqueue_on_commit
 from apps.core.tokens import token_create
 from apps.market.quotes import latest_prices
@@ -279,6 +280,7 @@ def _execute(*, trader: Trader, symbol: str, side: str, quantity: int, client_or
         order=order, trader=trader, number=number, verification_code=invoice_code(order=order, number=number)
     )
     enqueue_on_commit("apps.portfolio.tasks.generate_invoice", str(order.pk))
+    invalidate_after_commit("profiles", str(trader.user_id))
     return order
 
 

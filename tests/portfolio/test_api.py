@@ -220,3 +220,11 @@ def test_browser_sessions_need_the_csrf_token_to_place_orders(market, make_trade
 def test_anonymous_requests_are_401(market) -> None:
     assert Client().get("/api/v1/portfolio").status_code == 401
     assert Client().post("/api/v1/orders", "{}", content_type="application/json").status_code == 401
+
+
+def test_a_trader_sees_their_new_cash_right_after_an_order_through_the_cached_profile(market, make_trader) -> None:
+    """Property 34 for the profile: the order invalidates the cached profile after commit."""
+    _, token = make_trader(cash="1000.00")
+    assert Client().get("/api/v1/me", **bearer(token)).json()["cash"] == "1000.00"
+    assert post_order(token, {"symbol": "ACME", "side": "buy", "quantity": 3}).status_code == 201
+    assert Client().get("/api/v1/me", **bearer(token)).json()["cash"] == "970.00"
