@@ -181,7 +181,7 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 
 def run(procfile: str) -> int:
-    VAR_DIR.mkdir(exist_ok=True)
+    (VAR_DIR / "static").mkdir(parents=True, exist_ok=True)  # STATIC_ROOT, for `collectstatic`
     with services(throwaway=False) as stack:
         env = {**os.environ, **stack.env, "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}"}
         RUN_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in stack.env.items()))

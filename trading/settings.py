@@ -5,6 +5,7 @@ never later. `var/run.env`, written by `make run` while it runs, fills in
 the addresses of the embedded services for commands started by hand.
 """
 
+import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -83,11 +85,14 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.monitoring.middleware.RequestMetricsMiddleware",  # API latency metrics, per-request MongoDB deadline
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.core.ratelimit.ApiRateLimitMiddleware",  # Property 12: per trader (or IP) per minute, in Redis
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -162,12 +167,39 @@ CACHES = {
     },
 }
 
+# --- Two-layer cache (apps/core/cache.py) ----------------------------------------------
+# Property 26: one TTL per data type, overridable as CACHE_TTL_<NAME> (seconds).
+_DEFAULT_CACHE_TTLS = {"leaderboards": 300, "profiles": 1800, "prices": 60, "analytics": 900, "symbols": 300}
+CACHE_TTLS = {name: _positive_int(f"CACHE_TTL_{name.upper()}", ttl) for name, ttl in _DEFAULT_CACHE_TTLS.items()}
+CACHE_L1_MAX_ENTRIES = _positive_int("CACHE_L1_MAX_ENTRIES", 512)
+CACHE_L1_MAX_TTL = _positive_int("CACHE_L1_MAX_TTL", 30)  # seconds; an L1 entry never outlives its L2 entry
+CACHE_CIRCUIT_SECONDS = _positive_int("CACHE_CIRCUIT_SECONDS", 5)  # skip a failed Redis this long
+CACHE_ENABLED = _read("CACHE_ENABLED", lambda: env.bool("CACHE_ENABLED", default=True))  # off: every read loads
+
 CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:channels"},
+        # Property 8: redis-py's async pool would otherwise allow 100 connections.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "max_connections": REDIS_POOL_MAX}],
+            "prefix": f"{REDIS_KEY_PREFIX}:channels",
+        },
     },
 }
+
+# --- Market data engine (simulator -> Redis stream -> persister -> MongoDB) ------------
+MARKET_TICK_RATE = _positive_int("MARKET_TICK_RATE", 500)  # ticks per second over all symbols
+TICK_STREAM = env.str("TICK_STREAM", default="ticks")  # Redis stream name (under REDIS_KEY_PREFIX)
+# Property 9: past this many unstored ticks in the stream the simulator slows down.
+TICK_BACKLOG_LIMIT = _positive_int("TICK_BACKLOG_LIMIT", 50_000)
+# Property 7: bulk inserts per second, however high the tick rate.
+PERSISTER_WRITES_PER_SECOND = _positive_int("PERSISTER_WRITES_PER_SECOND", 10)
+if PERSISTER_WRITES_PER_SECOND > 10:
+    raise ImproperlyConfigured(
+        f"PERSISTER_WRITES_PER_SECOND: at most 10 (Property 7), got {PERSISTER_WRITES_PER_SECOND}"
+    )
+PERSISTER_BATCH_MAX = _positive_int("PERSISTER_BATCH_MAX", 5_000)  # ticks per bulk insert
+PRICE_RING_SIZE = _positive_int("PRICE_RING_SIZE", 1000)  # Property 21: recent points kept per symbol
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
@@ -185,6 +217,29 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
 CELERY_TIMEZONE = "UTC"
 
+# --- Precomputed reads, cache warm-up, price-history retention (issue 6) -----------------
+PRICE_HISTORY_RETENTION_DAYS = _positive_int("PRICE_HISTORY_RETENTION_DAYS", 7)
+PRECOMPUTE_SECONDS = _positive_int("PRECOMPUTE_SECONDS", 60)  # Property 11: at least every minute
+if PRECOMPUTE_SECONDS > 60:
+    raise ImproperlyConfigured(f"PRECOMPUTE_SECONDS: at most 60 (leaderboard freshness), got {PRECOMPUTE_SECONDS}")
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "leaderboard-rebuild": {
+            "task": "leaderboard.rebuild",
+            "schedule": float(PRECOMPUTE_SECONDS),
+            "options": {"expires": PRECOMPUTE_SECONDS},  # a missed run is replaced by the next one
+        },
+        "analytics-refresh": {
+            "task": "analytics.refresh",
+            "schedule": float(PRECOMPUTE_SECONDS),
+            "options": {"expires": PRECOMPUTE_SECONDS},
+        },
+        "cache-warm": {"task": "core.warm_cache", "schedule": 240.0, "options": {"expires": 240}},
+        # Daily, at a quiet hour (Property 29).
+        "prices-cleanup": {"task": "market.cleanup_prices", "schedule": crontab(hour=3, minute=17)},
+    }
+)
+
 # --- Auth ------------------------------------------------------------------------
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
@@ -194,6 +249,13 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 TRADER_STARTING_CASH = _decimal("TRADER_STARTING_CASH", "100000.00")
 
+# --- API rate limit (Property 12): "<count>/<period>", period s, m, h or d ----------
+# Tests default to a limit no test reaches; tests of the limiter set the real one.
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="100000/m" if TESTING else "100/m")
+if not re.fullmatch(r"[1-9][0-9]*/[smhd]", API_RATE_LIMIT):
+    raise ImproperlyConfigured(f"API_RATE_LIMIT: expected '<count>/<s|m|h|d>' such as '100/m', got {API_RATE_LIMIT!r}")
+RATELIMIT_USE_CACHE = "default"
+
 # --- I18N / static ---------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -201,11 +263,64 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static")))
+# WhiteNoise serves static files under any ASGI server: from the source folders in development,
+# from STATIC_ROOT (`manage.py collectstatic`) in production.
+WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Server ----------------------------------------------------------------------
 PORT = _positive_int("PORT", 8000)
+# Where the public reaches this site: printed on invoices as the verification link.
+PUBLIC_URL = env.str("PUBLIC_URL", default=f"http://127.0.0.1:{PORT}")
 HEALTH_TIMEOUT_SECONDS = 1.5
+
+# --- Monitoring: recorder, alerts, database safety (apps/monitoring) ------------------
+# Every MongoDB command of an HTTP request shares this deadline; pymongo sends the
+# remaining time as maxTimeMS (SecantusDB and MongoDB both stop the query there).
+MONGODB_REQUEST_TIMEOUT_MS = _positive_int("MONGODB_REQUEST_TIMEOUT_MS", 3000)
+MONITORING_SAMPLE_SECONDS = _positive_int("MONITORING_SAMPLE_SECONDS", 5)
+MONITORING_ROLLUP_SECONDS = 300  # the day chart reads one averaged sample per 5 minutes
+MONITORING_RETENTION_HOURS = _positive_int("MONITORING_RETENTION_HOURS", 48)  # raw samples
+MONITORING_ROLLUP_RETENTION_DAYS = _positive_int("MONITORING_ROLLUP_RETENTION_DAYS", 30)
+MONITORING_ALERT_SECONDS = _positive_int("MONITORING_ALERT_SECONDS", 15)
+# Default alert thresholds; AlertRule rows are seeded from them once, then edited in admin.
+ALERT_THRESHOLDS = {
+    "memory_percent": float(_decimal("ALERT_MEMORY_PERCENT", "85")),
+    "api_p95_ms": float(_decimal("ALERT_API_P95_MS", "200")),
+    "db_p95_ms": float(_decimal("ALERT_DB_P95_MS", "100")),
+    "redis_memory_ratio": float(_decimal("ALERT_REDIS_MEMORY_RATIO", "0.8")),
+    "persister_backlog": float(_decimal("ALERT_PERSISTER_BACKLOG", str(TICK_BACKLOG_LIMIT))),
+    "dead_letters": float(_decimal("ALERT_DEAD_LETTERS", "0")),
+    "ws_errors_per_second": float(_decimal("ALERT_WS_ERRORS_PER_SECOND", "1")),
+}
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])  # empty: the e-mail addresses of active staff users
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+if ALERT_WEBHOOK_URL and urlsplit(ALERT_WEBHOOK_URL).scheme not in {"http", "https"}:
+    raise ImproperlyConfigured(f"ALERT_WEBHOOK_URL: expected an http(s):// URL, got {ALERT_WEBHOOK_URL!r}")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = 2.0
+ALERT_WEBHOOK_FAILURES_TO_OPEN = _positive_int("ALERT_WEBHOOK_FAILURES_TO_OPEN", 3)
+ALERT_WEBHOOK_COOLDOWN_SECONDS = _positive_int("ALERT_WEBHOOK_COOLDOWN_SECONDS", 60)
+try:  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_USE_TLS, ... from one URL
+    vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+except ImproperlyConfigured as error:
+    raise ImproperlyConfigured(f"EMAIL_URL: {error}; expected e.g. smtp+tls://user:password@host:587") from error
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="trading@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "monitoring-record-sample": {
+            "task": "monitoring.record_sample",
+            "schedule": float(MONITORING_SAMPLE_SECONDS),
+            "options": {"expires": MONITORING_SAMPLE_SECONDS},  # a late sample is worthless; never pile up
+        },
+        "monitoring-evaluate-alerts": {
+            "task": "monitoring.evaluate_alerts",
+            "schedule": float(MONITORING_ALERT_SECONDS),
+            "options": {"expires": MONITORING_ALERT_SECONDS},
+        },
+        "monitoring-prune-samples": {"task": "monitoring.prune_samples", "schedule": 3600.0},
+    }
+)
 
 # --- Logging: one JSON object per line in production, readable in development -----
 LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from apps.core import views as core_views
+from apps.portfolio import views as portfolio_views
 from trading.api import api
 
 urlpatterns = [
@@ -11,6 +12,9 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("verify/<str:code>", portfolio_views.invoice_verify_page, name="invoice-verify"),
     path("api/v1/", api.urls),
-    path("", include("django_prometheus.urls")),
+    path("", include("apps.monitoring.urls")),  # /ops/ and /metrics (every process' metrics)
 ]
+# A database timeout raised outside any view (in a middleware) is a 503 to retry, not a 500.
+handler500 = "apps.monitoring.views.server_error"

@@ -1,6 +1,12 @@
-from django.contrib import admin
+from typing import cast
 
-from apps.market.models import Symbol
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.functional import cached_property
+
+from apps.market.models import PriceTick, Symbol
 
 
 @admin.register(Symbol)
@@ -9,3 +15,39 @@ class SymbolAdmin(admin.ModelAdmin):
     search_fields = ["ticker", "name"]
     list_filter = ["sector", "active"]
     list_editable = ["active"]
+
+
+class EstimatedCountPaginator(Paginator):
+    """Pages without counting a huge collection: the collection's metadata count, or a capped count when filtered."""
+
+    FILTERED_COUNT_CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if isinstance(queryset, QuerySet) and not queryset.query.where:
+            return int(PriceTick.collection().estimated_document_count())
+        return len(
+            cast(QuerySet[PriceTick], queryset).order_by().values_list("pk", flat=True)[: self.FILTERED_COUNT_CAP]
+        )
+
+
+@admin.register(PriceTick)
+class PriceTickAdmin(admin.ModelAdmin):
+    """Read-only: ticks are written by the persister alone."""
+
+    list_display = ["recorded_at", "symbol", "price", "previous_close", "volume", "tick_id"]
+    search_fields = ["=symbol", "=tick_id"]  # exact matches only: they use the indexes
+    ordering = ["-recorded_at"]
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # retention (cleanup) deletes old ticks in bounded batches, never by hand

@@ -97,8 +97,8 @@ def test_portfolio_and_invoice_reads_never_scan_a_collection(market, make_trader
 
 def test_pin_secantusdb_gap_partial_indexes_are_never_used(db: None) -> None:
     """Gap: SecantusDB's planner ignores partial indexes, and django-mongodb-backend makes every unique index
-    partial; it also uses an index only when the index holds every field of the query. LookupIndex (apps/core/indexes.py)
-    adds plain indexes for our lookups; when this test fails the gap is gone and they can go."""
+    partial; it also uses an index only when the index holds every field of the query. LookupIndex
+    (apps/core/indexes.py) adds plain indexes for our lookups; when this test fails the gap is gone and they can go."""
     collection = connection.database["pin_partial_index"]
     collection.create_index("key", unique=True, name="partial", partialFilterExpression={"key": {"$type": "string"}})
     assert winning_stages({"find": "pin_partial_index", "filter": {"key": "x"}}) == ["COLLSCAN"]

@@ -1,0 +1,92 @@
+"""Bounded recent history per symbol (Properties 21 and 24): a circular buffer, oldest evicted first.
+
+Two forms of one rule. `BoundedRing` is the in-process circular buffer (a
+fixed array and a moving head: appends are O(1), memory never grows past the
+capacity). The shared form lives in Redis, one list per symbol, newest first:
+LPUSH then LTRIM to `settings.PRICE_RING_SIZE` in the simulator's pipeline, so
+every process reads the same recent points in one LRANGE.
+"""
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+from django.conf import settings
+from redis.client import Pipeline
+
+from apps.core.redis import key
+from apps.market.ticks import Tick
+
+T = TypeVar("T")
+
+
+class BoundedRing(Generic[T]):
+    """A circular buffer of at most `capacity` items; appending to a full ring evicts the oldest."""
+
+    __slots__ = ("_head", "_items", "_size", "capacity", "evictions")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.capacity = capacity
+        self._items: list[T | None] = [None] * capacity
+        self._head = 0  # index of the oldest item
+        self._size = 0
+        self.evictions = 0
+
+    def append(self, item: T) -> T | None:
+        """Add `item` as the newest; return the evicted oldest item when the ring was full."""
+        if self._size < self.capacity:
+            self._items[(self._head + self._size) % self.capacity] = item
+            self._size += 1
+            return None
+        evicted = self._items[self._head]
+        self._items[self._head] = item
+        self._head = (self._head + 1) % self.capacity
+        self.evictions += 1
+        return evicted
+
+    def extend(self, items: Iterable[T]) -> None:
+        for item in items:
+            self.append(item)
+
+    def oldest(self) -> T | None:
+        return self._items[self._head] if self._size else None
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[T]:
+        """Oldest first."""
+        for offset in range(self._size):
+            item = self._items[(self._head + offset) % self.capacity]
+            yield item  # type: ignore[misc]  # slots within the size are always filled
+
+
+def ring_key(symbol: str) -> str:
+    return key("ring", symbol)
+
+
+def ring_point(tick_id: str, tick: Tick) -> dict[str, Any]:
+    """One point of the recent-history ring: enough to draw the chart and to page by cursor."""
+    return {"tick_id": tick_id, "price": tick.price, "volume": tick.volume, "timestamp": tick.timestamp}
+
+
+def stage_ring(pipe: Pipeline, numbered: Sequence[tuple[str, Tick]]) -> int:
+    """Stage LPUSH+LTRIM per symbol on `pipe`; return how many commands were staged (2 per symbol).
+
+    The LPUSH replies (list length after the push) tell `ring_evictions` how many
+    points the LTRIM dropped.
+    """
+    points: dict[str, list[str]] = {}
+    for tick_id, tick in numbered:
+        points.setdefault(tick.symbol, []).append(json.dumps(ring_point(tick_id, tick), separators=(",", ":")))
+    for symbol, encoded in points.items():
+        pipe.lpush(ring_key(symbol), *encoded)
+        pipe.ltrim(ring_key(symbol), 0, settings.PRICE_RING_SIZE - 1)
+    return 2 * len(points)
+
+
+def ring_evictions(replies: Sequence[Any]) -> int:
+    """Points evicted by a staged ring update, from its replies [len, ok, len, ok, ...]."""
+    return sum(max(0, int(length) - settings.PRICE_RING_SIZE) for length in replies[0::2])

@@ -1,0 +1,311 @@
+"""Reads of the market: symbols with quotes, recent history (Redis ring), stored history (MongoDB).
+
+Stored history is read with raw pymongo filters over bounded time windows.
+Two SecantusDB gaps (pinned in tests/market/test_secantus_gaps.py) shape this:
+its planner never uses an index to provide a sort (so an unbounded
+"newest N of a symbol" sorts the symbol's whole history), and it scans the
+whole collection for the filters the Django ORM generates (`$and` with
+`$exists`/`$ne null` conjuncts) and for any top-level `$or`. So each query here
+is `{symbol: s, recorded_at: <range>}` (IXSCAN on {symbol, recorded_at}) over
+a window that holds a bounded number of ticks; a real MongoDB serves the same
+filters from the index too.
+"""
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db.models import Q
+
+from apps.core.redis import redis_client
+from apps.market.models import PriceTick, Symbol
+from apps.market.quotes import latest_quotes
+from apps.market.ring import BoundedRing, ring_key
+from apps.market.simulator import SymbolSpec
+from apps.market.ticks import Tick
+
+logger = logging.getLogger(__name__)
+
+FIRST_WINDOW = timedelta(seconds=60)
+MAX_WINDOWS = 40  # growing from a minute, 40 windows reach back far beyond any retention
+MAX_WINDOW_GROWTH = 32.0
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+WINDOW_MARGIN = 1.25
+RECENT_FALLBACK_WINDOW = timedelta(minutes=15)
+TICK_FIELDS = {"_id": 0, "tick_id": 1, "symbol": 1, "price": 1, "previous_close": 1, "volume": 1, "recorded_at": 1}
+
+
+# --- Symbols --------------------------------------------------------------------------------
+
+
+def simulated_symbols(count: int) -> list[SymbolSpec]:
+    """The first `count` active symbols by ticker: what the simulator ticks."""
+    rows = Symbol.objects.filter(active=True).order_by("ticker").values_list("ticker", "sector", "initial_price")
+    return [SymbolSpec(ticker, sector, price) for ticker, sector, price in rows[:count]]
+
+
+@dataclass(frozen=True)
+class SymbolPage:
+    symbols: list[Symbol]
+    quotes: dict[str, dict[str, Any]]
+    total: int
+
+
+def quotes_or_nothing(tickers: list[str]) -> dict[str, dict[str, Any]]:
+    """Latest quotes in one MGET; when Redis is down, none (a list still renders), logged."""
+    try:
+        return latest_quotes(tickers)
+    except redis.RedisError as error:
+        logger.warning("quotes unavailable, Redis failed (%s); listing symbols without prices", error)
+        return {}
+
+
+def symbol_page(*, page: int, limit: int, sector: str | None = None, search: str | None = None) -> SymbolPage:
+    """One page of symbols ordered by ticker (unique, so the order is stable: Property 37)."""
+    queryset = Symbol.objects.all()
+    if sector:
+        queryset = queryset.filter(sector=sector)
+    if search:
+        queryset = queryset.filter(Q(ticker__icontains=search) | Q(name__icontains=search))
+    total = queryset.count()
+    start = (page - 1) * limit
+    symbols = list(queryset.order_by("ticker")[start : start + limit])
+    return SymbolPage(symbols, quotes_or_nothing([s.ticker for s in symbols]), total)
+
+
+def symbol_by_ticker(ticker: str) -> Symbol | None:
+    return Symbol.objects.filter(ticker=ticker).first()
+
+
+# --- Stored ticks -----------------------------------------------------------------------------
+
+
+def tick_document_as_point(document: dict[str, Any]) -> dict[str, Any]:
+    """A stored tick in the shape of a ring point, plus the previous close."""
+    return {
+        "tick_id": document["tick_id"],
+        "price": float(document["price"].to_decimal()),
+        "previous_close": float(document["previous_close"].to_decimal()),
+        "volume": int(document["volume"]),
+        "timestamp": _milliseconds(document["recorded_at"]),
+    }
+
+
+def _milliseconds(moment: datetime) -> int:
+    if moment.tzinfo is None:  # pymongo returns naive UTC datetimes
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _moment(milliseconds: int) -> datetime:
+    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
+
+
+NEWEST_FIRST = [("recorded_at", -1), ("tick_id", -1)]
+
+
+# The filters stored-history reads use; tests/market/test_indexes.py explains each one.
+def window_filter(symbol: str, since: datetime, until: datetime) -> dict[str, Any]:
+    return {"symbol": symbol, "recorded_at": {"$gte": since, "$lt": until}}
+
+
+def ties_filter(symbol: str, at: datetime) -> dict[str, Any]:
+    return {"symbol": symbol, "recorded_at": at}
+
+
+def ticks_in_window(*, symbol: str, since: datetime, until: datetime, limit: int) -> list[dict[str, Any]]:
+    """Newest first, at most `limit`, with since <= recorded_at < until: one indexed range."""
+    cursor = (
+        PriceTick.collection().find(window_filter(symbol, since, until), TICK_FIELDS).sort(NEWEST_FIRST).limit(limit)
+    )
+    return [tick_document_as_point(document) for document in cursor]
+
+
+def _ties(*, symbol: str, at: datetime, below_tick_id: str, limit: int) -> list[dict[str, Any]]:
+    """Ticks stamped exactly `at` and ordered before the cursor's tick.
+
+    The tick-id condition is applied here, not in the filter: with it (or as a
+    top-level $or) SecantusDB scans the whole collection. One symbol's ticks in
+    one millisecond are a handful.
+    """
+    documents = PriceTick.collection().find(ties_filter(symbol, at), TICK_FIELDS)
+    before = sorted((d for d in documents if d["tick_id"] < below_tick_id), key=lambda d: d["tick_id"], reverse=True)
+    return [tick_document_as_point(document) for document in before[:limit]]
+
+
+def _any_between(*, symbol: str, since: datetime, until: datetime) -> bool:
+    """An index probe, no sort: is any tick of `symbol` stored in [since, until)?"""
+    return PriceTick.collection().find_one(window_filter(symbol, since, until), {"_id": 1}) is not None
+
+
+def _resume_point(*, symbol: str, before: datetime) -> datetime | None:
+    """A moment at most one minute before the newest stored tick older than `before` (None: nothing older).
+
+    Found with bounded index probes only: SecantusDB cannot return the newest
+    without sorting the symbol's history, and its index scan reads every key of
+    the range it is given, so no probe spans more than the gap plus what it finds.
+    Widen the gap until a tick shows up, then halve it down to a minute.
+    """
+    # Invariant: nothing in [before - empty, before); some tick in [before - reaches, before).
+    empty, reaches = timedelta(0), FIRST_WINDOW
+    while not _any_between(symbol=symbol, since=before - reaches, until=before):
+        if reaches >= before - EPOCH:
+            return None
+        empty, reaches = reaches, min(reaches * 2, before - EPOCH)
+    while reaches - empty > FIRST_WINDOW:
+        middle = empty + (reaches - empty) / 2
+        if _any_between(symbol=symbol, since=before - middle, until=before):
+            reaches = middle
+        else:
+            empty = middle
+    return before - reaches
+
+
+def stored_ticks_before(*, symbol: str, before: "HistoryCursor | None", limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` stored ticks older than `before` (or the newest), newest first.
+
+    Walks back in contiguous windows, starting with one minute. A window that
+    comes back short sizes the next one from the density it saw (a little more
+    than the remaining ticks need, at most 32 times wider); an empty one asks
+    the index where older ticks resume and reaches a minute past that. So
+    each query sorts a bounded number of ticks and a page takes a few queries,
+    whatever the symbol's history holds.
+    """
+    if before is None:
+        upper, points = datetime.now(UTC) + timedelta(seconds=5), []
+    else:
+        upper = _moment(before.timestamp)
+        points = _ties(symbol=symbol, at=upper, below_tick_id=before.tick_id, limit=limit)
+    width = FIRST_WINDOW
+    for _ in range(MAX_WINDOWS):
+        if len(points) >= limit:
+            break
+        lower = upper - width
+        found = ticks_in_window(symbol=symbol, since=lower, until=upper, limit=limit - len(points))
+        points += found
+        if found:
+            growth = (limit - len(points)) / len(found) * WINDOW_MARGIN
+            upper, width = lower, width * min(MAX_WINDOW_GROWTH, max(1.0, growth))
+            continue
+        resume = _resume_point(symbol=symbol, before=lower)
+        if resume is None:
+            break
+        upper, width = lower, (lower - resume) + FIRST_WINDOW
+    return points[:limit]
+
+
+def latest_stored_tick(symbol: str) -> Tick | None:
+    """The newest stored tick: the quote of last resort when Redis is down."""
+    found = stored_ticks_before(symbol=symbol, before=None, limit=1)
+    if not found:
+        return None
+    point = found[0]
+    return Tick(symbol, point["price"], point["previous_close"], point["volume"], point["timestamp"])
+
+
+def symbol_quote(symbol: str) -> dict[str, Any] | None:
+    """The latest quote from Redis; when Redis is down, the newest stored tick (logged)."""
+    try:
+        return latest_quotes([symbol]).get(symbol)
+    except redis.RedisError as error:
+        logger.warning("quote of %s from the latest stored tick: Redis failed (%s)", symbol, error)
+    tick = latest_stored_tick(symbol)
+    return {**tick.as_update(), "previous_close": tick.previous_close} if tick else None
+
+
+# --- Recent history (the ring) and keyset pages -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryCursor:
+    """Position after the last point of a page: (timestamp ms, tick id), newest-first order."""
+
+    timestamp: int
+    tick_id: str
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(f"{self.timestamp}:{self.tick_id}".encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "HistoryCursor":
+        """Parse a cursor from `encode`; ValueError for anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise ValueError("not a history cursor") from None
+        timestamp, separator, tick_id = raw.partition(":")
+        if not separator or not timestamp.isdigit() or not 0 < len(tick_id) <= 64 or not tick_id.isprintable():
+            raise ValueError("not a history cursor")
+        return cls(int(timestamp), tick_id)
+
+    @classmethod
+    def after(cls, point: dict[str, Any]) -> "HistoryCursor":
+        return cls(int(point["timestamp"]), str(point["tick_id"]))
+
+    def is_after(self, point: dict[str, Any]) -> bool:
+        """True when `point` comes after this cursor in newest-first order (it is older)."""
+        return (point["timestamp"], point["tick_id"]) < (self.timestamp, self.tick_id)
+
+
+def _ring_points(symbol: str, count: int | None = None) -> list[dict[str, Any]]:
+    """The newest `count` (default: all) ring points, newest first."""
+    last = min(count or settings.PRICE_RING_SIZE, settings.PRICE_RING_SIZE) - 1
+    return [json.loads(raw) for raw in redis_client().lrange(ring_key(symbol), 0, last)]
+
+
+def recent_history(symbol: str) -> list[dict[str, Any]]:
+    """The symbol's recent points, oldest first, at most PRICE_RING_SIZE (the dashboard chart).
+
+    From the Redis ring; when Redis is down, from a bounded window of stored
+    ticks kept in a BoundedRing, so memory stays bounded whatever the window holds.
+    """
+    try:
+        return _ring_points(symbol)[::-1]
+    except redis.RedisError as error:
+        logger.warning("recent history of %s from MongoDB: Redis failed (%s)", symbol, error)
+    ring: BoundedRing[dict[str, Any]] = BoundedRing(settings.PRICE_RING_SIZE)
+    until = datetime.now(UTC) + timedelta(seconds=5)
+    ring.extend(_ascending(symbol=symbol, since=until - RECENT_FALLBACK_WINDOW, until=until))
+    return list(ring)
+
+
+def _ascending(*, symbol: str, since: datetime, until: datetime) -> Iterator[dict[str, Any]]:
+    cursor = PriceTick.collection().find(window_filter(symbol, since, until), TICK_FIELDS)
+    for document in cursor.sort([("recorded_at", 1), ("tick_id", 1)]):
+        yield tick_document_as_point(document)
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    points: list[dict[str, Any]]
+    next_cursor: HistoryCursor | None
+
+
+def tick_history(*, symbol: str, limit: int, before: HistoryCursor | None = None) -> HistoryPage:
+    """A newest-first page of `limit` points after `before`; pages never repeat or skip (Property 37).
+
+    The order is (timestamp, tick id), a total order both stores share. Points
+    still in the Redis ring come from there (no database query for the latest
+    page); the rest continue from MongoDB at the last ring point's position.
+    """
+    wanted = limit + 1  # one more tells whether another page exists
+    try:
+        if before is None:
+            points = _ring_points(symbol, wanted)
+        else:
+            points = [p for p in _ring_points(symbol) if before.is_after(p)][:wanted]
+    except redis.RedisError as error:
+        logger.warning("history of %s from MongoDB only: Redis failed (%s)", symbol, error)
+        points = []
+    if len(points) < wanted:
+        resume = HistoryCursor.after(points[-1]) if points else before
+        points += stored_ticks_before(symbol=symbol, before=resume, limit=wanted - len(points))
+    page = points[:limit]
+    return HistoryPage(page, HistoryCursor.after(page[-1]) if len(points) > limit else None)

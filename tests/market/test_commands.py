@@ -1,0 +1,129 @@
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.core.redis import redis_client
+from apps.market.models import Symbol
+from apps.market.quotes import latest_quotes
+from apps.market.services import symbols_seed
+from apps.market.stream import stream_key
+
+
+def run(name: str, *args: str) -> str:
+    out = StringIO()
+    call_command(name, *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def market(db: None) -> list[str]:
+    for _ in symbols_seed(count=12, seed=2):
+        pass
+    return sorted(Symbol.objects.values_list("ticker", flat=True))
+
+
+def stream_ticks() -> list[tuple[str, str, int]]:
+    return [
+        (f[b"symbol"].decode(), f[b"price"].decode(), int(f[b"volume"])) for _, f in redis_client().xrange(stream_key())
+    ]
+
+
+def test_run_market_sends_ticks_for_the_first_symbols_and_records_them(market: list[str], tmp_path: Path) -> None:
+    recording = tmp_path / "session.jsonl"
+    out = run(
+        "run_market", "--seed", "4", "--rate", "400", "--symbols", "5", "--duration", "0.5", "--record", str(recording)
+    )
+    assert "Market stopped" in out
+    sent = stream_ticks()
+    assert 150 <= len(sent) <= 260
+    assert {symbol for symbol, _, _ in sent} == set(market[:5])
+    assert set(latest_quotes(market[:5])) == set(market[:5])
+    lines = recording.read_text().splitlines()
+    assert json.loads(lines[0]) == {"recording": "trading-ticks", "version": 1} and len(lines) == len(sent) + 1
+
+    redis_client().delete(stream_key())
+    run("replay_market", str(recording), "--speed", "10")
+    assert stream_ticks() == sent  # the same session, tick for tick
+
+
+def test_the_same_seed_sends_the_same_ticks(market: list[str]) -> None:
+    run("run_market", "--seed", "8", "--rate", "300", "--symbols", "3", "--duration", "0.3")
+    first = stream_ticks()
+    redis_client().delete(stream_key())
+    run("run_market", "--seed", "8", "--rate", "300", "--symbols", "3", "--duration", "0.3")
+    second = stream_ticks()
+    common = min(len(first), len(second))
+    assert common > 50 and first[:common] == second[:common]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate", "0"], "--rate: must be greater than 0"),
+        (["--rate", "fast"], "--rate: 'fast' is not a number"),
+        (["--rate", "nan"], "--rate: must be"),
+        (["--symbols", "0"], "--symbols: must be between 1 and 5000"),
+        (["--symbols", "1.5"], "--symbols: '1.5' is not a whole number"),
+        (["--seed", "-1"], "--seed: must be between 0"),
+        (["--duration", "-2"], "--duration: must be greater than 0"),
+        (["--record", "/nonexistent-dir/x.jsonl", "--duration", "0.1"], "--record: cannot write"),
+    ],
+)
+def test_run_market_rejects_bad_arguments(market: list[str], args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run("run_market", *args)
+
+
+def test_run_market_needs_listed_symbols(db: None) -> None:
+    with pytest.raises(CommandError, match=r"run `manage\.py seed_demo` first"):
+        run("run_market", "--duration", "0.1")
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (None, [], "FILE: cannot read"),
+        ("garbage\n", [], "line 1: not a tick recording"),
+        ('{"recording": "trading-ticks", "version": 1}\n{"offset": "soon"}\n', [], "line 2"),
+        ('{"recording": "trading-ticks", "version": 1}\n', ["--speed", "0"], "--speed: must be greater than 0"),
+        (b"\xff\xfe", [], "FILE:"),
+    ],
+)
+def test_replay_market_rejects_bad_files_and_arguments(
+    tmp_path: Path, content: str | bytes | None, args: list[str], message: str
+) -> None:
+    path = tmp_path / "recording.jsonl"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(CommandError, match=message):
+        run("replay_market", str(path), *args)
+    assert redis_client().xlen(stream_key()) == 0  # nothing half-sent
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--writes-per-second", "11"], "--writes-per-second: must be between 1 and 10"),
+        (["--duration", "0"], "--duration: must be greater than 0"),
+        (["--consumer", ""], "--consumer: must be 1 to 100 printable characters"),
+        (["--consumer", "x\ny"], "--consumer: must be 1 to 100 printable characters"),
+    ],
+)
+def test_persist_ticks_rejects_bad_arguments(db: None, args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run("persist_ticks", *args)
+
+
+def test_persist_ticks_stores_what_run_market_sent(market: list[str]) -> None:
+    from apps.market.models import PriceTick
+
+    run("run_market", "--seed", "1", "--rate", "500", "--symbols", "4", "--duration", "0.4")
+    sent = len(stream_ticks())
+    out = run("persist_ticks", "--duration", "1.5")
+    assert f"{sent} ticks stored" in out
+    assert PriceTick.objects.count() == sent and redis_client().xlen(stream_key()) == 0

@@ -1,0 +1,59 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.db import connection
+
+from apps.core.redis import redis_client
+from apps.market.models import PriceTick
+from apps.market.stream import CONSUMER_GROUP, stage_append, stream_key
+from tests.conftest import BASE_DIR, service_env
+from tests.market.engine_fakes import numbered_ticks
+
+FIRST, SECOND = 8_000, 2_000
+
+
+def start_persister() -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "manage.py", "persist_ticks", "--consumer", "persister@test-host", "--skip-checks"]
+    return subprocess.Popen(argv, cwd=BASE_DIR, env=service_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def append(ticks: list) -> None:  # type: ignore[type-arg]
+    pipe = redis_client().pipeline(transaction=False)
+    stage_append(pipe, ticks)
+    pipe.execute()
+
+
+def wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_persister_killed_mid_stream_and_restarted_stores_every_tick_exactly_once() -> None:
+    collection = connection.get_collection(PriceTick._meta.db_table)
+    ticks = numbered_ticks(FIRST + SECOND)
+    append(ticks[:FIRST])
+    persister = start_persister()
+    try:
+        wait_until(lambda: collection.estimated_document_count() > 0, 60, "the first insert")
+        os.kill(persister.pid, signal.SIGKILL)  # mid-stream: some stored, some pending or unread
+        persister.wait(timeout=10)
+        stored_at_kill = collection.count_documents({})
+        assert 0 < stored_at_kill < FIRST
+        append(ticks[FIRST:])  # the market goes on while the persister is down
+        persister = start_persister()
+        wait_until(lambda: redis_client().xlen(stream_key()) == 0, 90, "the backlog to drain")
+    finally:
+        persister.send_signal(signal.SIGTERM)
+        _, errors = persister.communicate(timeout=20)
+    assert persister.returncode == 0, errors.decode()[-2000:]
+    assert collection.count_documents({}) == FIRST + SECOND
+    assert len(collection.distinct("tick_id")) == FIRST + SECOND
+    assert redis_client().xpending(stream_key(), CONSUMER_GROUP)["pending"] == 0
