@@ -16,7 +16,7 @@ def test_an_unreachable_database_is_a_503_json_the_client_may_retry(
     def unreachable(user: object) -> object:
         raise error
 
-    monkeypatch.setattr(core_api, "trader_for_user", unreachable)
+    monkeypatch.setattr(core_api, "trader_profile", unreachable)
     response = Client(raise_request_exception=False).get("/api/v1/me", **auth_header)
     assert response.status_code == 503
     assert response.json()["code"] == code

@@ -152,7 +152,8 @@ def test_the_order_transaction_reads_a_snapshot_and_commits_with_majority(market
     assert {d["txnNumber"] for d in in_transaction} == {commit["txnNumber"]}  # one transaction for every write
     written = {next(iter(d)) for d in in_transaction} - {"commitTransaction"}
     assert written >= {"findAndModify", "insert"}
-    assert counted.redis_calls == 1  # the price: one MGET
+    # The price (one MGET), then after commit the profile cache's invalidation (DEL and PUBLISH).
+    assert counted.redis_calls == 3
 
 
 def transient_conflict() -> OperationFailure:
