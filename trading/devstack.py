@@ -167,6 +167,7 @@ def prepare_metrics_dir(stack: Stack, *, throwaway: bool) -> None:
 @contextlib.contextmanager
 def services(*, throwaway: bool) -> Iterator[Stack]:
     stack = Stack()
+    (VAR_DIR / "static").mkdir(parents=True, exist_ok=True)  # the default STATIC_ROOT (WhiteNoise looks there)
     try:
         prepare_metrics_dir(stack, throwaway=throwaway)
         start_mongodb(stack, throwaway=throwaway)
@@ -181,7 +182,6 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 
 def run(procfile: str) -> int:
-    (VAR_DIR / "static").mkdir(parents=True, exist_ok=True)  # STATIC_ROOT, for `collectstatic`
     with services(throwaway=False) as stack:
         env = {**os.environ, **stack.env, "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}"}
         RUN_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in stack.env.items()))

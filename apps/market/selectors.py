@@ -24,6 +24,7 @@ import redis
 from django.conf import settings
 from django.db.models import Q
 
+from apps.core.cache import cached
 from apps.core.redis import redis_client
 from apps.market.models import PriceTick, Symbol
 from apps.market.quotes import latest_quotes
@@ -68,15 +69,22 @@ def quotes_or_nothing(tickers: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def symbol_page(*, page: int, limit: int, sector: str | None = None, search: str | None = None) -> SymbolPage:
-    """One page of symbols ordered by ticker (unique, so the order is stable: Property 37)."""
-    queryset = Symbol.objects.all()
-    if sector:
-        queryset = queryset.filter(sector=sector)
-    if search:
-        queryset = queryset.filter(Q(ticker__icontains=search) | Q(name__icontains=search))
-    total = queryset.count()
-    start = (page - 1) * limit
-    symbols = list(queryset.order_by("ticker")[start : start + limit])
+    """One page of symbols ordered by ticker (unique, so the order is stable: Property 37).
+
+    The listing comes through the cache (symbols change rarely; every change invalidates
+    the namespace, see apps/market/signals.py); quotes are always the latest.
+    """
+
+    def listing() -> tuple[list[Symbol], int]:
+        queryset = Symbol.objects.all()
+        if sector:
+            queryset = queryset.filter(sector=sector)
+        if search:
+            queryset = queryset.filter(Q(ticker__icontains=search) | Q(name__icontains=search))
+        start = (page - 1) * limit
+        return list(queryset.order_by("ticker")[start : start + limit]), queryset.count()
+
+    symbols, total = cached("symbols", f"page:{page}:{limit}:{sector or ''}:{search or ''}", listing)
     return SymbolPage(symbols, quotes_or_nothing([s.ticker for s in symbols]), total)
 
 

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 
+from apps.core.cache import invalidate_namespace
 from apps.market.models import Symbol
 from apps.market.universe import generate_universe
 
@@ -24,3 +25,4 @@ def symbols_seed(*, count: int, seed: int = 7) -> Iterator[int]:
             if c.ticker not in existing
         )
         yield len(batch)
+    invalidate_namespace("symbols")  # bulk_create sends no post_save

@@ -203,3 +203,19 @@ def test_the_market_endpoints_are_in_the_openapi_schema(db: None) -> None:
     assert {"/api/v1/symbols", "/api/v1/symbols/{ticker}", "/api/v1/symbols/{ticker}/history"} <= set(paths)
     parameters = {p["name"]: p for p in paths["/api/v1/symbols/{ticker}/history"]["get"]["parameters"]}
     assert parameters["limit"]["schema"]["maximum"] == 100
+
+
+def test_the_symbol_list_is_served_from_the_cache_and_a_symbol_change_refreshes_it(market: list[str], api: Any) -> None:
+    """Property 34 for symbols: the listing is cached; saving a symbol invalidates every cached page."""
+    from tests.mongo_commands import MONGO_COMMANDS
+
+    _, first = api("", limit=5)
+    with MONGO_COMMANDS.recording() as commands:
+        _, again = api("", limit=5)
+    assert again["data"] == first["data"]
+    assert not [c for c in commands if c.collection == Symbol._meta.db_table]
+
+    Symbol.objects.create(ticker="AAAA", name="Aardvark Holdings", sector="technology", initial_price="1.00")
+    _, refreshed = api("", limit=5)
+    assert refreshed["data"][0]["ticker"] == "AAAA"
+    assert refreshed["pagination"]["total"] == SYMBOL_COUNT + 1
