@@ -75,8 +75,8 @@ class OrderOut(Schema):
 
 
 class OrderPage(Schema):
-    results: list[OrderOut]
-    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last page.")
+    data: list[OrderOut]
+    nextCursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last page.")
 
 
 class OrderFilters(Schema):
@@ -180,7 +180,7 @@ def order_index(request: HttpRequest, filters: Query[OrderFilters]) -> Status[An
     orders = order_list(trader=_trader(request), limit=filters.limit + 1, after=after, symbol=symbol, side=filters.side)
     page = orders[: filters.limit]
     next_cursor = _cursor(page[-1]) if len(orders) > filters.limit else None
-    return Status(200, OrderPage(results=[OrderOut.of(o) for o in page], next_cursor=next_cursor))
+    return Status(200, OrderPage(data=[OrderOut.of(o) for o in page], nextCursor=next_cursor))
 
 
 @router.get("/orders/{order_id}", response={200: OrderOut, 404: ErrorOut}, summary="One of your orders")

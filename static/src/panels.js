@@ -5,7 +5,7 @@ import { escapeHtml, formatMoney, formatPercent, formatPrice, formatShortTime, f
 
 export function listOf(value) {
   if (Array.isArray(value)) return value;
-  return value?.items ?? value?.results ?? value?.entries ?? [];
+  return value?.items ?? value?.data ?? value?.entries ?? [];
 }
 
 const holdingAverage = (h) => Number(h.average_price ?? h.average_cost ?? h.avg_price ?? h.cost_basis_per_share ?? 0);

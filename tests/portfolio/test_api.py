@@ -112,9 +112,9 @@ def test_orders_page_newest_first_with_a_stable_keyset_cursor(market, make_trade
     while True:
         query = {"limit": 3} | ({"cursor": cursor} if cursor else {})
         page = Client().get("/api/v1/orders", query, **bearer(token)).json()
-        seen += [o["client_order_id"] for o in page["results"]]
+        seen += [o["client_order_id"] for o in page["data"]]
         pages += 1
-        cursor = page["next_cursor"]
+        cursor = page["nextCursor"]
         if cursor is None:
             break
     assert seen == ["6", "5", "4", "3", "2", "1", "0"] and pages == 3
@@ -126,11 +126,11 @@ def test_orders_filter_by_symbol_and_side(market, make_trader) -> None:
     post_order(token, {"symbol": "BOLT", "side": "buy", "quantity": 1})
     post_order(token, {"symbol": "ACME", "side": "sell", "quantity": 1})
     client = Client()
-    assert [o["side"] for o in client.get("/api/v1/orders", {"symbol": "acme"}, **bearer(token)).json()["results"]] == [
+    assert [o["side"] for o in client.get("/api/v1/orders", {"symbol": "acme"}, **bearer(token)).json()["data"]] == [
         "sell",
         "buy",
     ]
-    sells = client.get("/api/v1/orders", {"side": "sell"}, **bearer(token)).json()["results"]
+    sells = client.get("/api/v1/orders", {"side": "sell"}, **bearer(token)).json()["data"]
     assert [(o["symbol"], o["side"]) for o in sells] == [("ACME", "sell")]
 
 
@@ -151,7 +151,7 @@ def test_a_trader_never_sees_or_touches_another_traders_orders_portfolio_or_invo
     client = Client()
     assert client.get(f"/api/v1/orders/{order['id']}", **bearer(alice)).status_code == 200
     assert client.get(f"/api/v1/orders/{order['id']}", **bearer(bob)).status_code == 404
-    assert client.get("/api/v1/orders", **bearer(bob)).json()["results"] == []
+    assert client.get("/api/v1/orders", **bearer(bob)).json()["data"] == []
     assert client.get(f"/api/v1/trades/{order['id']}/invoice", **bearer(bob)).status_code == 404
     assert client.get("/api/v1/portfolio", **bearer(bob)).json()["holdings"] == []
     # Bob cannot sell Alice's shares, and reusing her client_order_id creates his own order.
