@@ -18,20 +18,10 @@ from typing import Any
 import psutil
 
 from bench.common import BASE_DIR, progress, setup_django, table
+from trading.devstack import CHROMIUM, CHROMIUM_ARGS
 
 SYMBOLS = 500
 TICKS_PER_SECOND = 500
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 METRICS = ("ScriptDuration", "LayoutDuration", "RecalcStyleDuration", "TaskDuration")
 
 PUBLISHER = """

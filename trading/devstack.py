@@ -35,6 +35,19 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 EMBEDDED_MONGO_PORT = 27117
 EMBEDDED_REDIS_PORT = 6479
 EMBEDDED_REDIS_MAXMEMORY = "256mb"
+# Debian's Chromium for browser tests and the dashboard bench (installed by .ci/run). Without the
+# background-networking flags it keeps trying to reach outside hosts, which this machine refuses.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def say(message: str) -> None:

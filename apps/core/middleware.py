@@ -18,7 +18,13 @@ def _request_id(request: HttpRequest) -> str:
     return offered if _SAFE_ID.match(offered) else uuid.uuid4().hex
 
 
-class RequestIdMiddleware:
+class HybridMiddleware:
+    """A middleware that runs natively in both a sync (WSGI, tests) and an async (ASGI) stack.
+
+    Django would otherwise wrap a sync-only middleware in a thread hop on every ASGI request.
+    Subclasses implement `_call` (sync) and `_acall` (async) with the same behaviour.
+    """
+
     sync_capable = True
     async_capable = True
 
@@ -29,8 +35,17 @@ class RequestIdMiddleware:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
-        if self.is_async:
-            return self._acall(request)
+        return self._acall(request) if self.is_async else self._call(request)
+
+    def _call(self, request: HttpRequest) -> HttpResponse:
+        raise NotImplementedError
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        raise NotImplementedError
+
+
+class RequestIdMiddleware(HybridMiddleware):
+    def _call(self, request: HttpRequest) -> HttpResponse:
         token = request_id_var.set(_request_id(request))
         try:
             response: HttpResponse = self.get_response(request)

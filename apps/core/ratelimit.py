@@ -10,16 +10,15 @@ logged and counted (RATE_LIMIT_DEGRADED).
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_ratelimit.core import get_usage
 
+from apps.core.middleware import HybridMiddleware
 from apps.core.tokens import user_for_token
 from apps.monitoring.metrics import RATE_LIMIT_DEGRADED, RATE_LIMITED
 
@@ -113,19 +112,8 @@ def _stamp(response: HttpResponse, usage: Usage) -> HttpResponse:
     return response
 
 
-class ApiRateLimitMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
-        if self.is_async:
-            return self._acall(request)
+class ApiRateLimitMiddleware(HybridMiddleware):
+    def _call(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(API_PREFIX):
             response: HttpResponse = self.get_response(request)
             return response

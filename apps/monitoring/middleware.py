@@ -15,15 +15,13 @@
 
 import contextvars
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pymongo
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from pymongo.errors import PyMongoError
 
+from apps.core.middleware import HybridMiddleware
 from apps.monitoring.metrics import API_LATENCY
 
 API_PREFIX = "/api/"
@@ -75,19 +73,8 @@ def observe_api_request(request: HttpRequest, status: int, seconds: float, looku
     ).observe(seconds)
 
 
-class RequestMetricsMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
-        if self.is_async:
-            return self._acall(request)
+class RequestMetricsMiddleware(HybridMiddleware):
+    def _call(self, request: HttpRequest) -> HttpResponse:
         lookups: list[str] = []
         token = _cache_lookups.set(lookups)
         started = time.perf_counter()

@@ -30,19 +30,8 @@ from apps.market.services import symbols_seed
 from apps.market.ticks import Tick
 from apps.portfolio.services import trader_create
 from tests.conftest import BASE_DIR, service_env
-from trading.devstack import free_port, port_in_use, wait_for_port
+from trading.devstack import CHROMIUM, CHROMIUM_ARGS, free_port, port_in_use, wait_for_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MARKET_SIZE = 500
 # Playwright's sync API keeps an event loop running in the test thread, which makes Django refuse ORM calls
 # from the test itself (setting up traders and sessions). Only the test process gets this; the server does not.
