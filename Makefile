@@ -1,21 +1,29 @@
 # The README's two commands: `make run` and `make test`. Everything else is a step of theirs.
-PYTHON ?= python3.11
+# Django 5.2 supports Python 3.11 to 3.13: the newest of them that runs here, unless PYTHON= names one.
+# (A pyenv shim may exist for a version that is not installed: each candidate is run, not just found.)
+SUPPORTED_PYTHONS := python3.13 python3.12 python3.11
+PYTHON ?= $(shell for p in $(SUPPORTED_PYTHONS); do \
+	$$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
+PIP := $(PY) -m pip --quiet --disable-pip-version-check
 STACK := $(PY) -m trading.devstack
 
-.PHONY: run test lint pytest bench frontend setup clean
+.PHONY: run test lint bench frontend setup setup-runtime lock clean
 
-run: setup
+run: setup-runtime
 	$(STACK) run
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-setup: $(VENV)/.installed node_modules/.installed static/dist/app.js
+# `make run` installs the runtime set only; tests, lint and benchmarks the development set (a superset).
+setup-runtime: $(VENV)/.runtime node_modules/.installed static/dist/app.js
+setup: $(VENV)/.dev node_modules/.installed static/dist/app.js
 
 lint: setup
+	$(PIP) check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
@@ -23,10 +31,26 @@ lint: setup
 bench: setup
 	$(STACK) exec -- $(PY) -m bench $(BENCH_ARGS)
 
-$(VENV)/.installed: requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+$(PY):
+	@test -n "$(PYTHON)" || { echo "No supported Python: install Python 3.11, 3.12 or 3.13, or run with PYTHON=/path/to/python3.x" >&2; exit 1; }
+	@echo "Creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version 2>&1))"
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt | $(PY)
+	$(PIP) install --require-hashes -r requirements.txt
 	touch $@
+
+$(VENV)/.dev: requirements-dev.txt | $(PY)
+	$(PIP) install --require-hashes -r requirements-dev.txt
+	touch $@
+
+# Regenerate both locks from requirements.in and requirements-dev.in (pinned, with hashes).
+# `make lock UPGRADE=1` also moves every pin to the newest version the .in files allow.
+lock: $(VENV)/.dev
+	$(BIN)/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras $(if $(UPGRADE),--upgrade) \
+		-o requirements.txt requirements.in
+	$(BIN)/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras $(if $(UPGRADE),--upgrade) \
+		-o requirements-dev.txt requirements-dev.in
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
