@@ -10,13 +10,17 @@ PY := $(BIN)/python
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 STACK := $(PY) -m trading.devstack
 
-.PHONY: run test lint bench frontend setup setup-runtime lock clean
+.PHONY: run test lint jstest bench screenshot frontend setup setup-runtime lock clean
 
 run: setup-runtime
 	$(STACK) run
 
-test: setup lint
+test: setup lint jstest
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser modules' property tests (fast-check) under node's own test runner.
+jstest: setup
+	node --test tests/js/
 
 # `make run` installs the runtime set only; tests, lint and benchmarks the development set (a superset).
 setup-runtime: $(VENV)/.runtime node_modules/.installed static/dist/app.js
@@ -30,6 +34,10 @@ lint: setup
 
 bench: setup
 	$(STACK) exec -- $(PY) -m bench $(BENCH_ARGS)
+
+# Regenerate docs/screenshot-dashboard.png (the README's picture) from a live, seeded dashboard.
+screenshot: setup
+	$(PY) -m pytest tests/browser/screenshot.py -q
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "No supported Python: install Python 3.11, 3.12 or 3.13, or run with PYTHON=/path/to/python3.x" >&2; exit 1; }

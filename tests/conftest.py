@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from django.conf import settings
@@ -34,6 +35,13 @@ def _clean_redis() -> Iterator[None]:
     redis_client().flushdb()
     default_cache().local.clear()  # the in-process L1 must not carry values across the flush
     yield
+
+
+def missing_tool(message: str) -> NoReturn:
+    """Skip on a developer's machine without the tool; under CI a missing tool fails the run instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI must have it: .ci/run installs it)", pytrace=False)
+    pytest.skip(message)
 
 
 def service_env() -> dict[str, str]:

@@ -50,9 +50,9 @@ export class MarketSocket {
     else if (message.type === "error") this.onError(message);
   }
 
-  // Keep exactly these symbols subscribed (first `maxSymbols` of them: the feed's per-connection cap).
+  // Keep exactly these symbols subscribed (the first `maxSymbols` distinct ones: the feed's per-connection cap).
   want(symbols) {
-    this.wanted = new Set([...symbols].slice(0, this.maxSymbols));
+    this.wanted = new Set([...new Set(symbols)].slice(0, this.maxSymbols));
     this.sync();
   }
 

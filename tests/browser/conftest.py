@@ -29,7 +29,7 @@ from apps.market.quotes import stage_quotes
 from apps.market.services import symbols_seed
 from apps.market.ticks import Tick
 from apps.portfolio.services import trader_create
-from tests.conftest import BASE_DIR, service_env
+from tests.conftest import BASE_DIR, missing_tool, service_env
 from trading.devstack import CHROMIUM, CHROMIUM_ARGS, free_port, port_in_use, wait_for_port
 
 MARKET_SIZE = 500
@@ -52,7 +52,7 @@ def _allow_orm_calls_beside_playwrights_loop() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does it)")
+        missing_tool(f"{CHROMIUM} is missing (apt-get install chromium)")
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "headless": True, "args": CHROMIUM_ARGS}
 
 

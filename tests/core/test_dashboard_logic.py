@@ -18,6 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import missing_tool
+
 RUNNER = Path(__file__).with_name("dashboard_js.mjs")
 INTERVAL_MS = 100
 QUOTE_FIELDS = ("price", "change", "change_percent", "volume")
@@ -50,7 +52,7 @@ class NodeModules:
 @pytest.fixture(scope="module")
 def js() -> Iterator[NodeModules]:
     if shutil.which("node") is None:
-        pytest.skip("node is not installed")
+        missing_tool("node is not installed")
     modules = NodeModules()
     yield modules
     modules.close()
