@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 from django.utils import timezone
-from hypothesis import given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -27,6 +27,7 @@ from apps.portfolio.services import trader_create
 from tests.mongo_commands import MONGO_COMMANDS
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+AUTHENTICATION_COLLECTIONS = {"auth_user", "core_apitoken"}
 
 trade_facts = st.builds(
     TradeFact,
@@ -41,8 +42,7 @@ trade_facts = st.builds(
 @hypothesis_settings(max_examples=200)
 @given(trades=st.lists(trade_facts, max_size=40), cuts=st.lists(st.integers(0, 40), max_size=5))
 def test_counting_trades_in_any_batches_equals_counting_them_at_once(trades: list[TradeFact], cuts: list[int]) -> None:
-    """Feature: trading-performance-optimization, Property 13: For any analytics request, the system should return
-    pre-computed results rather than calculating in real-time"""
+    """The precomputed counters advance incrementally: any batching of the same trades counts the same."""
     at_once = TradeCounters()
     at_once.add(trades)
     incremental = TradeCounters()
@@ -60,7 +60,8 @@ def test_counting_trades_in_any_batches_equals_counting_them_at_once(trades: lis
 @given(prices=st.lists(st.floats(1, 1000), max_size=50))
 def test_volatility_is_never_negative_and_zero_for_a_flat_price(prices: list[float]) -> None:
     assert volatility(prices) >= 0
-    assert volatility([prices[0]] * len(prices)) == 0 if prices else True
+    flat = [prices[0]] * len(prices) if prices else []
+    assert volatility(flat) == 0
 
 
 def trader() -> Trader:
@@ -78,6 +79,11 @@ def trade(who: Trader, symbol: str, quantity: int, price: str, at: datetime) -> 
         amount=Decimal(price) * quantity,
         created_at=at,
     )
+
+
+@pytest.fixture
+def buyer(db: None) -> Trader:
+    return trader()
 
 
 @pytest.fixture
@@ -137,6 +143,48 @@ def test_the_most_volatile_symbols_come_from_the_price_rings(listed: None) -> No
     pipe.execute()
     summary = analytics_refresh().summary
     assert [m["symbol"] for m in summary["most_volatile"]] == ["ACME", "BOLT"]
+
+
+@pytest.mark.django_db
+@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    before=st.lists(st.tuples(st.sampled_from(["ACME", "BOLT", "CORE"]), st.integers(1, 50)), max_size=6),
+    after=st.lists(st.tuples(st.sampled_from(["ACME", "BOLT", "CORE"]), st.integers(1, 50)), max_size=6),
+    cold=st.booleans(),
+)
+def test_a_summary_request_serves_the_precomputed_document_and_computes_nothing(
+    listed: None,
+    auth_header: dict[str, str],
+    buyer: Trader,
+    before: list[tuple[str, int]],
+    after: list[tuple[str, int]],
+    cold: bool,
+) -> None:
+    """Feature: trading-performance-optimization, Property 13: For any analytics request, the system should return
+    pre-computed results rather than calculating in real-time — whatever the trades before and after the last
+    refresh and whether the cache is warm or cold, a summary request reads nothing but the precomputed document
+    and answers exactly what the refresh computed; trades since then appear only after the next refresh."""
+    Order.objects.all().delete()
+    AnalyticsState.objects.all().delete()
+    redis_client().flushdb()
+    default_cache().local.clear()
+    now = timezone.now()  # the refresh's watermark is an ObjectId: trades carry the real time
+    for symbol, quantity in before:
+        trade(buyer, symbol, quantity, "10.00", now)
+    analytics_refresh(now=now + timedelta(seconds=SETTLE_SECONDS + 1))
+    precomputed = AnalyticsState.objects.get()
+    for symbol, quantity in after:
+        trade(buyer, symbol, quantity, "10.00", now)
+    if cold:
+        redis_client().flushdb()
+        default_cache().local.clear()
+    with MONGO_COMMANDS.recording() as commands:
+        body = Client().get("/api/v1/analytics/summary", **auth_header).json()
+    reads = [c for c in commands if c.collection not in AUTHENTICATION_COLLECTIONS]  # who asks is not the summary
+    assert {c.collection for c in reads} <= {AnalyticsState._meta.db_table}
+    assert len(reads) <= 1
+    assert (body["total_trades"], body["total_volume"]) == (precomputed.total_trades, precomputed.total_volume)
+    assert (body["total_trades"], body["total_volume"]) == (len(before), sum(q for _, q in before))
 
 
 @pytest.mark.django_db
