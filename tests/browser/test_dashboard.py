@@ -97,7 +97,10 @@ def test_an_update_to_one_symbol_touches_only_its_row(dashboard: Page) -> None:
         }"""
     )
     publish_until(page, symbol, [123.45, 123.46], f"window.__touched.has('{symbol}')")
-    page.wait_for_timeout(300)
+    # The update's last mutation is its price flash going off: anything else it touched has been touched by then.
+    page.wait_for_function(
+        f"!document.querySelector(\".mt-row[data-symbol='{symbol}'] .c-price\").className.includes('flash')"
+    )
     assert page.evaluate("[...window.__touched]") == [symbol]
 
 
@@ -120,8 +123,8 @@ def test_under_five_hundred_ticks_per_second_state_is_applied_at_most_ten_times_
     thread = threading.Thread(target=publisher, daemon=True)
     before = page.evaluate("({applies: window.__stats.applies, frames: window.__stats.frames})")
     thread.start()
-    try:
-        page.wait_for_timeout(3000)
+    try:  # at most 10 applies a second: 25 of them take at least 2.5 s of the 500 ticks/s stream
+        page.wait_for_function(f"window.__stats.applies >= {before['applies'] + 25}", timeout=20_000)
     finally:
         stop.set()
         thread.join()
@@ -201,12 +204,12 @@ def test_a_failing_api_call_is_retried_with_backoff_and_the_trader_is_told(
             route.continue_()
 
     page.route("**/api/v1/dashboard/chart/**", flaky)
-    page.goto(server.url + "/")
-    expect(page.locator("#messages")).to_contain_text("retrying")
+    with page.expect_response(lambda r: "/api/v1/dashboard/chart/" in r.url and r.status == 200, timeout=15_000):
+        page.goto(server.url + "/")
+        expect(page.locator("#messages")).to_contain_text("retrying")
     page.wait_for_function("document.querySelector('#chart canvas') !== null")
-    page.wait_for_timeout(2500)  # two backoffs of at most 0.5 s and 1 s
+    expect(page.locator("#messages")).not_to_contain_text("Chart for")
     assert len(attempts) == 3
-    assert "Chart for" not in page.locator("#messages").inner_text()
 
 
 def test_when_virtual_scrolling_fails_the_table_falls_back_to_normal_scrolling_with_a_warning(
