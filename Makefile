@@ -10,7 +10,7 @@ PY := $(BIN)/python
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 STACK := $(PY) -m trading.devstack
 
-.PHONY: run test lint jstest bench screenshot frontend setup setup-runtime lock clean
+.PHONY: run test lint jstest bench bench-check screenshot frontend setup setup-runtime lock clean
 
 run: setup-runtime
 	$(STACK) run
@@ -34,6 +34,10 @@ lint: setup
 
 bench: setup
 	$(STACK) exec -- $(PY) -m bench $(BENCH_ARGS)
+
+# The same runs, then exit 1 when any benchmark missed one of its targets.
+bench-check: setup
+	$(STACK) exec -- $(PY) -m bench --check $(BENCH_ARGS)
 
 # Regenerate docs/screenshot-dashboard.png (the README's picture) from a live, seeded dashboard.
 screenshot: setup

@@ -3,6 +3,7 @@
 python -m bench                 # every benchmark
 python -m bench history cache   # only these
 python -m bench --quick         # smaller, faster runs (smoke check)
+python -m bench --check         # exit 1 when any benchmark misses a target (each lists its misses in `missed`)
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -37,10 +39,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a benchmark misses one of its targets")
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    missed: list[str] = []
     for name in args.names or BENCHMARKS:
         try:
             module = importlib.import_module(f"bench.{name}")
@@ -53,6 +57,11 @@ def main() -> None:
         print(f"\n{body}\n", flush=True)
         write_section(name, body)
         progress(f"{name}: done in {time.monotonic() - started:.0f} s")
+        missed += [f"{name}: {reason}" for reason in getattr(module, "missed", [])]
+    for reason in missed:
+        progress(f"MISSED {reason}")
+    if args.check and missed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,10 @@ def _measure(context: Any, url: str, seconds: float) -> dict[str, float]:
     return result
 
 
+# Targets this run missed, read by `python -m bench --check`.
+missed: list[str] = []
+
+
 def run(quick: bool) -> str:
     setup_django()
     from decimal import Decimal
@@ -159,6 +163,7 @@ def run(quick: bool) -> str:
         (results["optimised"]["ScriptDuration"] + results["optimised"]["LayoutDuration"])
         / (results["naive"]["ScriptDuration"] + results["naive"]["LayoutDuration"])
     )
+    missed[:] = [f"Property 40: {saving:.0%} less main-thread time, target 50 %"] if saving < 0.5 else []
     headers = [
         "page",
         "script (of one core)",
