@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import selectors
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -20,6 +21,42 @@ def run_now(coroutine: Coroutine[Any, Any, T]) -> T:
     raise AssertionError("the coroutine waited; use asyncio.run")
 
 
+class _InstantSelector(selectors.DefaultSelector):
+    """Never waits: a select that would wait moves the loop's virtual clock forward by its timeout instead."""
+
+    loop: VirtualTimeLoop
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if not ready and timeout:
+            self.loop.now += timeout
+        return ready
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop on a fake clock: timers fire in order at once, `loop.time()` says when they were due.
+
+    asyncio.sleep, call_at and the hub's own send loop all run on it unchanged, so a test drives the real
+    100 ms schedule without waiting for it and without depending on how busy the machine is."""
+
+    def __init__(self) -> None:
+        selector = _InstantSelector()
+        super().__init__(selector)
+        selector.loop = self
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+
+def run_virtual(coroutine: Coroutine[Any, Any, T]) -> T:
+    loop = VirtualTimeLoop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
 class RecordingConnection:
     def __init__(self) -> None:
         self.frames: list[str] = []
@@ -32,6 +69,18 @@ class RecordingConnection:
 
     def updates(self) -> list[dict[str, Any]]:
         return [update for frame in self.decoded() for update in frame["updates"]]
+
+
+class TimedConnection(RecordingConnection):
+    """Records when (on the running loop's clock) each frame was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent_at: list[float] = []
+
+    async def send_frame(self, text: str) -> None:
+        self.frames.append(text)
+        self.sent_at.append(asyncio.get_running_loop().time())
 
 
 class BlockedConnection(RecordingConnection):

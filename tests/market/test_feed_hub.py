@@ -22,7 +22,16 @@ from apps.market.feed.hub import (
     next_window,
 )
 from apps.monitoring.metrics import WS_BATCH_WINDOW
-from tests.market.feed_fakes import BlockedConnection, FakeSource, RecordingConnection, encoded_update, run_now
+from tests.market.feed_fakes import (
+    BlockedConnection,
+    FakeSource,
+    RecordingConnection,
+    TimedConnection,
+    VirtualTimeLoop,
+    encoded_update,
+    run_now,
+    run_virtual,
+)
 
 UNIVERSE = [f"S{n:03d}" for n in range(60)]
 tickers = st.sampled_from(UNIVERSE)
@@ -58,28 +67,55 @@ def test_each_connection_receives_exactly_the_latest_update_of_its_changed_symbo
         assert len(connection.updates()) == len(received)  # one update per symbol: conflated
 
 
-@settings(max_examples=200)
-@given(symbols=st.sets(tickers, min_size=1, max_size=8), ticks=st.lists(st.tuples(tickers, prices), min_size=1))
-def test_updates_within_one_window_reach_a_connection_as_one_frame(
-    symbols: set[str], ticks: list[tuple[str, float]]
+WINDOWS = 10
+tick_times = st.integers(0, WINDOWS * 100 - 1).map(lambda ms: (ms + 0.5) / 1000)  # never on a window's edge
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    subscriptions=st.lists(st.sets(tickers, min_size=1, max_size=60), min_size=1, max_size=5),
+    ticks=st.lists(st.tuples(tick_times, tickers, prices), max_size=300),
+)
+def test_the_hubs_own_loop_sends_each_windows_updates_as_one_batch_at_the_windows_end(
+    subscriptions: list[set[str]], ticks: list[tuple[float, str, float]]
 ) -> None:
-    """Feature: trading-performance-optimization, Property 6: For any sequence of rapid price updates within 100ms, the WebSocket service should batch them into a single message"""  # noqa: E501
-    hub, _ = new_hub()
-    connection = RecordingConnection()
-    run_now(hub.watch(connection, symbols))
-    for symbol, price in ticks:
-        hub.deliver(symbol, encoded_update(symbol, price))
-    hub.flush()  # the end of the window
-    relevant = {s for s, _ in ticks} & symbols
-    frames = connection.decoded()
-    if not relevant:
-        assert frames == []
-        return
-    # 8 updates of ~110 bytes fit one 1 KB frame: a window's updates are exactly one message
-    assert len(frames) == 1
-    assert frames[0]["type"] == "stock_updates"
-    assert {u["symbol"] for u in frames[0]["updates"]} == relevant
-    assert isinstance(frames[0]["timestamp"], int) and isinstance(frames[0]["batchId"], int)
+    """Feature: trading-performance-optimization, Property 6: For any sequence of rapid price updates within 100ms, the WebSocket service should batch them into a single message — the hub's own send loop on a fake clock: whatever ticks arrive at whatever moments, each connection gets one batch per 100 ms window that changed any of its symbols, sent when the window ends, holding the window's latest price of each of those symbols (split into frames of at most 1 KB that share the batch id when it is larger)."""  # noqa: E501
+
+    # Ticks at one instant still come one after another: keep the generated order (0.1 µs apart).
+    ticks = [(moment + index * 1e-7, symbol, price) for index, (moment, symbol, price) in enumerate(ticks)]
+
+    async def scenario() -> list[TimedConnection]:
+        loop = asyncio.get_running_loop()
+        hub = MarketHub(FakeSource(), clock=loop.time)
+        connections = [TimedConnection() for _ in subscriptions]
+        for connection, symbols in zip(connections, subscriptions, strict=True):
+            await hub.watch(connection, symbols)
+        hub.start()
+        for moment, symbol, price in ticks:
+            loop.call_at(moment, hub.deliver, symbol, encoded_update(symbol, price))
+        await asyncio.sleep(WINDOWS * BASE_WINDOW_SECONDS + 0.05)
+        await hub.close()
+        return connections
+
+    connections = run_virtual(scenario())
+    for connection, symbols in zip(connections, subscriptions, strict=True):
+        expected: dict[int, dict[str, float]] = {}
+        for moment, symbol, price in sorted(ticks, key=lambda tick: tick[0]):
+            if symbol in symbols:
+                expected.setdefault(int(moment * 10), {})[symbol] = price
+        batches: dict[int, list[tuple[float, dict[str, object]]]] = {}
+        for sent_at, frame in zip(connection.sent_at, connection.decoded(), strict=True):
+            batches.setdefault(frame["batchId"], []).append((sent_at, frame))
+        assert all(len(frame.encode()) <= MAX_FRAME_BYTES for frame in connection.frames)
+        received: dict[int, dict[str, float]] = {}
+        for parts in batches.values():
+            (sent_at,) = {round(at, 6) for at, _ in parts}  # a batch goes out at one moment
+            window = round(sent_at * 10) - 1  # sent as window `window` ends
+            assert sent_at == pytest.approx((window + 1) * BASE_WINDOW_SECONDS)
+            assert window not in received, "two batches in one window"
+            received[window] = {u["symbol"]: u["price"] for _, frame in parts for u in frame["updates"]}
+            assert sum(len(frame["updates"]) for _, frame in parts) == len(received[window])
+        assert received == expected
 
 
 @settings(max_examples=100)
@@ -239,19 +275,20 @@ def test_the_batch_window_widens_under_load_and_stays_between_100_ms_and_one_sec
 
 
 def test_the_send_loop_flushes_once_per_window() -> None:
-    async def scenario() -> None:
-        hub, _ = new_hub()
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        hub = MarketHub(FakeSource(), clock=loop.time)
         connection = RecordingConnection()
         await hub.watch(connection, ["AAA"])
         hub.start()
         for price in range(1, 6):
             hub.deliver("AAA", encoded_update("AAA", float(price)))
-            await asyncio.sleep(0.002)  # five ticks well inside one 100 ms window
+            await asyncio.sleep(0.002)  # five ticks well inside one 100 ms window (virtual time)
         await asyncio.sleep(0.15)
         await hub.close()
-        assert [u["price"] for u in connection.updates()] == [5.0]
+        return [u["price"] for u in connection.updates()]
 
-    asyncio.run(scenario())
+    assert run_virtual(scenario()) == [5.0]
 
 
 def test_update_frames_are_compact_json_with_the_documented_fields() -> None:
@@ -278,27 +315,22 @@ def test_a_subscription_redis_refuses_leaves_nothing_behind() -> None:
 
 
 def test_a_send_pass_that_overruns_its_window_widens_the_window_and_says_so_in_the_metric() -> None:
-    class Clock:
-        now = 100.0
+    async def scenario() -> MarketHub:
+        loop = asyncio.get_running_loop()
+        hub = MarketHub(FakeSource(), clock=loop.time)
 
-        def __call__(self) -> float:
-            return self.now
+        def overrunning_flush() -> PassStats:
+            assert isinstance(loop, VirtualTimeLoop)
+            loop.now += 0.09  # the pass takes 90 % of the 100 ms window
+            return PassStats()
 
-    clock = Clock()
-    hub = MarketHub(FakeSource(), clock=clock)
-
-    def overrunning_flush() -> PassStats:
-        clock.now += 0.09  # 90 % of the 100 ms window
-        return PassStats()
-
-    hub.flush = overrunning_flush  # type: ignore[method-assign]
-
-    async def scenario() -> None:
+        hub.flush = overrunning_flush  # type: ignore[method-assign]
         hub.start()
-        await asyncio.sleep(0.2)  # the first pass runs after one window
+        await asyncio.sleep(0.15)  # the first pass runs after one window
         await hub.close()
+        return hub
 
-    asyncio.run(scenario())
+    hub = run_virtual(scenario())
     assert hub.window > BASE_WINDOW_SECONDS
     assert WS_BATCH_WINDOW._value.get() == hub.window
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,6 +15,20 @@ from apps.core.redis import redis_client
 from apps.market.feed.hub import RedisSymbolSource
 from apps.market.feed.publish import SymbolChannel, stage_publish
 from apps.market.ticks import Tick
+
+
+async def eventually(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Wait for `condition` (checked every millisecond), failing after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"gave up waiting: {what}")
+        await asyncio.sleep(0.001)
+
+
+def subscribers(symbol: str) -> int:
+    return int(redis_client().pubsub_numsub(SymbolChannel.name(symbol))[0][1])
+
 
 symbol_batches = st.lists(st.lists(st.sampled_from([f"P{n}" for n in range(30)]), min_size=1, max_size=10), max_size=8)
 
@@ -49,19 +64,15 @@ def test_the_source_delivers_the_ticks_of_subscribed_symbols_and_stops_after_uns
         delivered: list[tuple[str, str]] = []
         reader = asyncio.ensure_future(source.run(lambda symbol, update: delivered.append((symbol, update))))
         await source.subscribe(["ONE", "TWO"])
-        await asyncio.sleep(0.05)
+        await eventually(lambda: subscribers("ONE") == subscribers("TWO") == 1, "Redis to hold both subscriptions")
         pipe = redis_client().pipeline()
         stage_publish(pipe, [Tick(s, 1.5, 1.0, 1, 1) for s in ("ONE", "TWO", "THREE")])
         pipe.execute()
-        for _ in range(100):
-            if len(delivered) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(delivered) >= 2, "both ticks to arrive")
         assert [symbol for symbol, _ in delivered] == ["ONE", "TWO"]
         assert '"price":1.5' in delivered[0][1]
         await source.unsubscribe(["ONE", "TWO"])
-        await asyncio.sleep(0.05)
-        assert redis_client().pubsub_numsub(SymbolChannel.name("ONE"))[0][1] == 0
+        await eventually(lambda: subscribers("ONE") == subscribers("TWO") == 0, "Redis to drop both subscriptions")
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
 
@@ -85,14 +96,11 @@ def test_the_source_keeps_delivering_after_a_failed_read(monkeypatch: pytest.Mon
         delivered: list[str] = []
         reader = asyncio.ensure_future(source.run(lambda symbol, update: delivered.append(symbol)))
         await source.subscribe(["ONE"])
-        await asyncio.sleep(0.1)
+        await eventually(lambda: subscribers("ONE") == 1 and not failures, "the subscription and the failed read")
         pipe = redis_client().pipeline()
         stage_publish(pipe, [Tick("ONE", 1.5, 1.0, 1, 1)])
         pipe.execute()
-        for _ in range(100):
-            if delivered:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: bool(delivered), "the tick after the failed read")
         assert delivered == ["ONE"] and failures == []
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
