@@ -53,13 +53,20 @@ def _redis_url(name: str, default: str) -> str:
     return value
 
 
-DEBUG = _read("DJANGO_DEBUG", lambda: env.bool("DJANGO_DEBUG", default=True))
+# Production by default: `make run` (trading/devstack.py) and the tests set DJANGO_DEBUG=true themselves.
+DEBUG = _read("DJANGO_DEBUG", lambda: env.bool("DJANGO_DEBUG", default=False))
 TESTING = _read("TESTING", lambda: env.bool("TESTING", default=False))
+DEVELOPMENT_SECRET_KEY = "development-only-key-never-used-in-production"  # noqa: S105 - refused below outside DEBUG
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY: required when DJANGO_DEBUG is off")
-    SECRET_KEY = "development-only-key-never-used-in-production"  # noqa: S105
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
+# Previous keys, newest first: sessions, password-reset links and invoice codes signed with
+# them still verify after a rotation (Django's SECRET_KEY_FALLBACKS; apps/portfolio/invoices.py).
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
+if not DEBUG and DEVELOPMENT_SECRET_KEY in [SECRET_KEY, *SECRET_KEY_FALLBACKS]:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY: the committed development key is refused when DJANGO_DEBUG is off")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -273,6 +280,13 @@ PORT = _positive_int("PORT", 8000)
 # Where the public reaches this site: printed on invoices as the verification link.
 PUBLIC_URL = env.str("PUBLIC_URL", default=f"http://127.0.0.1:{PORT}")
 HEALTH_TIMEOUT_SECONDS = 1.5
+
+# --- Monitoring access -----------------------------------------------------------
+# /metrics answers only `Authorization: Bearer $METRICS_TOKEN` (Prometheus'
+# `authorization: {credentials: ...}`). Without a token it is open in development
+# and closed (401) in production.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_OPEN_WITHOUT_TOKEN = DEBUG
 
 # --- Monitoring: recorder, alerts, database safety (apps/monitoring) ------------------
 # Every MongoDB command of an HTTP request shares this deadline; pymongo sends the
