@@ -102,7 +102,7 @@ MIDDLEWARE = [
     "apps.core.ratelimit.ApiRateLimitMiddleware",  # Property 12: per trader (or IP) per minute, in Redis
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "apps.monitoring.middleware.BoundedPrometheusAfterMiddleware",  # method label from a fixed set
 ]
 
 ROOT_URLCONF = "trading.urls"

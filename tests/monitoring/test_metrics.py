@@ -248,3 +248,19 @@ def test_metrics_answers_a_scrape_with_the_metrics_token(db: None) -> None:
 @override_settings(METRICS_TOKEN="", METRICS_OPEN_WITHOUT_TOKEN=False)
 def test_metrics_without_a_configured_token_is_closed_outside_development(db: None) -> None:
     assert Client().get("/metrics").status_code == 401
+
+
+# --- label cardinality ------------------------------------------------------------------------------------
+def test_invented_http_methods_add_no_time_series(db: None, auth_header: dict[str, str]) -> None:
+    client = Client()
+    before = scrape(client)
+    for method in ["ZZRANDOM42", "ZZRANDOM43"]:
+        assert client.generic(method, "/api/v1/me", **auth_header).status_code == 405
+        client.generic(method, "/healthz")
+    after = scrape(client)
+    assert "ZZRANDOM" not in after
+    series = {line.split(" ")[0] for line in after.splitlines() if not line.startswith("#")}
+    series_before = {line.split(" ")[0] for line in before.splitlines() if not line.startswith("#")}
+    invented = {name for name in series - series_before if "method=" in name and 'method="other"' not in name}
+    assert not invented
+    assert 'method="other"' in after
