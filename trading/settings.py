@@ -5,6 +5,7 @@ never later. `var/run.env`, written by `make run` while it runs, fills in
 the addresses of the embedded services for commands started by hand.
 """
 
+import ipaddress
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -277,6 +278,14 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Server ----------------------------------------------------------------------
 PORT = _positive_int("PORT", 8000)
+# Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or networks). The Procfile
+# passes the same variable to uvicorn's --forwarded-allow-ips, which then sets the client address
+# (REMOTE_ADDR: the rate limiter's key for anonymous clients) and the scheme. Empty: no proxy is
+# trusted, a forged header is ignored. Behind nginx on the same host: 127.0.0.1.
+FORWARDED_ALLOW_IPS = _read(
+    "FORWARDED_ALLOW_IPS",
+    lambda: [str(ipaddress.ip_network(proxy, strict=False)) for proxy in env.list("FORWARDED_ALLOW_IPS", default=[])],
+)
 # Where the public reaches this site: printed on invoices as the verification link.
 PUBLIC_URL = env.str("PUBLIC_URL", default=f"http://127.0.0.1:{PORT}")
 HEALTH_TIMEOUT_SECONDS = 1.5
@@ -344,17 +353,30 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "apps.core.logs.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "apps.core.logs.RequestIdFilter"},
+        "scrub_secrets": {"()": "apps.core.logs.SecretScrubFilter"},
+    },
     "formatters": {
         "json": {"()": "apps.core.logs.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "scrub_secrets"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "pymongo": {"level": "WARNING"},
+        # The servers log request URLs: their records go through the scrubbing console handler.
+        # (Logger filters see only records logged on that logger itself, so each is named.)
+        **{
+            name: {"handlers": ["console"], "filters": ["scrub_secrets"], "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "daphne", "django.channels.server")
+        },
     },
 }

@@ -28,6 +28,7 @@ def test_settings_load_from_the_environment() -> None:
         ("TRADER_STARTING_CASH", "-5"),
         ("LOG_FORMAT", "xml"),
         ("DJANGO_DEBUG", "maybe"),
+        ("FORWARDED_ALLOW_IPS", "127.0.0.1,nginx-host"),
     ],
 )
 def test_a_bad_variable_fails_loudly_at_start_up_naming_it(variable: str, value: str) -> None:
