@@ -18,7 +18,9 @@ setup: $(VENV)/.installed node_modules/.installed static/dist/app.js
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy .
+	DJANGO_DEBUG=true $(BIN)/mypy .
+	$(BIN)/bandit -q -c pyproject.toml -r apps trading bench manage.py --severity-level medium
+	$(PY) -m trading.check_settings
 
 bench: setup
 	$(STACK) exec -- $(PY) -m bench $(BENCH_ARGS)

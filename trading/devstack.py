@@ -204,7 +204,8 @@ def run(procfile: str) -> int:
             **stack.env,
             "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
         }
-        RUN_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in stack.env.items()))
+        run_env = {"DJANGO_DEBUG": env["DJANGO_DEBUG"], **stack.env}  # commands started by hand: the same mode
+        RUN_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in run_env.items()))
         try:
             manage("migrate", "--no-input", "-v", "0", env=env)
             manage("seed_demo", "--if-empty", env=env)

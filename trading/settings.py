@@ -8,6 +8,7 @@ the addresses of the embedded services for commands started by hand.
 import ipaddress
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -57,6 +59,8 @@ def _redis_url(name: str, default: str) -> str:
 # Production by default: `make run` (trading/devstack.py) and the tests set DJANGO_DEBUG=true themselves.
 DEBUG = _read("DJANGO_DEBUG", lambda: env.bool("DJANGO_DEBUG", default=False))
 TESTING = _read("TESTING", lambda: env.bool("TESTING", default=False))
+# DJANGO_DEBUG as the process started (pytest-django switches DEBUG off while tests run; this stays).
+DEVELOPMENT = DEBUG
 DEVELOPMENT_SECRET_KEY = "development-only-key-never-used-in-production"  # noqa: S105 - refused below outside DEBUG
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
@@ -71,6 +75,30 @@ if not DEBUG and DEVELOPMENT_SECRET_KEY in [SECRET_KEY, *SECRET_KEY_FALLBACKS]:
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- HTTPS (manage.py check --deploy): secure unless DJANGO_DEBUG, each one overridable --------------
+_PRODUCTION = not DEBUG
+SECURE_SSL_REDIRECT = _read("DJANGO_SECURE_SSL_REDIRECT", lambda: env.bool("DJANGO_SECURE_SSL_REDIRECT", _PRODUCTION))
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SESSION_COOKIE_SECURE = _read(
+    "DJANGO_SESSION_COOKIE_SECURE", lambda: env.bool("DJANGO_SESSION_COOKIE_SECURE", _PRODUCTION)
+)
+CSRF_COOKIE_SECURE = _read("DJANGO_CSRF_COOKIE_SECURE", lambda: env.bool("DJANGO_CSRF_COOKIE_SECURE", _PRODUCTION))
+SECURE_HSTS_SECONDS = _read(
+    "DJANGO_SECURE_HSTS_SECONDS", lambda: env.int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if _PRODUCTION else 0)
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _read(
+    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", lambda: env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", _PRODUCTION)
+)
+# Preloading is a promise to browsers that is slow to take back: opt in explicitly.
+SECURE_HSTS_PRELOAD = _read("DJANGO_SECURE_HSTS_PRELOAD", lambda: env.bool("DJANGO_SECURE_HSTS_PRELOAD", False))
+# uvicorn sets the scheme from X-Forwarded-Proto of a trusted proxy (FORWARDED_ALLOW_IPS). A server that
+# does not (daphne) needs this instead; only behind a proxy that always sets the header.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if _read("DJANGO_SECURE_PROXY_SSL_HEADER", lambda: env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", False))
+    else None
+)
+
 INSTALLED_APPS = [
     "daphne",
     "trading.apps.MongoAdminConfig",
@@ -82,6 +110,8 @@ INSTALLED_APPS = [
     "django_prometheus",
     "channels",
     "ninja",
+    "axes",
+    "csp",
     "apps.core",
     "apps.market",
     "apps.portfolio",
@@ -95,6 +125,7 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.monitoring.middleware.RequestMetricsMiddleware",  # API latency metrics, per-request MongoDB deadline
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -103,6 +134,7 @@ MIDDLEWARE = [
     "apps.core.ratelimit.ApiRateLimitMiddleware",  # Property 12: per trader (or IP) per minute, in Redis
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into its 429 page
     "apps.monitoring.middleware.BoundedPrometheusAfterMiddleware",  # method label from a fixed set
 ]
 
@@ -167,6 +199,9 @@ CACHES = {
         "KEY_PREFIX": REDIS_KEY_PREFIX,
         "OPTIONS": {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            # Never pickle: a value read from Redis must not be able to run code (apps/core/codec.py
+            # for the two-layer cache; here: rate-limit counters, token owners, login failures).
+            "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
             "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
             "CONNECTION_POOL_KWARGS": {"max_connections": REDIS_POOL_MAX, "timeout": 2},
             "SOCKET_CONNECT_TIMEOUT": 1,
@@ -253,8 +288,26 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 4}},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "apps.core.auth_backends.LoginThrottleBackend",  # django-axes: refuses a locked-out client first
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed logins (/login/ and /admin/login/) are counted per (username, client IP) in Redis: the
+# cache handler needs no model, so no migration on MongoDB and no write to the database per failure
+# (docs/decisions/0007). The client IP is REMOTE_ADDR, which uvicorn sets from a trusted proxy only.
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_CACHE = "default"
+AXES_FAILURE_LIMIT = _positive_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=_positive_int("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ADMIN = False  # the cache handler keeps no AccessAttempt rows to show
+AXES_VERBOSE = False
 TRADER_STARTING_CASH = _decimal("TRADER_STARTING_CASH", "100000.00")
 
 # --- API rate limit (Property 12): "<count>/<period>", period s, m, h or d ----------
@@ -263,6 +316,26 @@ API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="100000/m" if TESTING else "1
 if not re.fullmatch(r"[1-9][0-9]*/[smhd]", API_RATE_LIMIT):
     raise ImproperlyConfigured(f"API_RATE_LIMIT: expected '<count>/<s|m|h|d>' such as '100/m', got {API_RATE_LIMIT!r}")
 RATELIMIT_USE_CACHE = "default"
+
+# --- Content-Security-Policy (django-csp 4: one dict per policy) -------------------------------------
+# Everything the pages load is ours, served from 'self' (the esbuild bundle with lightweight-charts,
+# the CSS, Swagger UI's local copy); the two small inline blocks (the theme switch before first paint,
+# the ops page's styles) carry the per-response nonce. JSON for the first screen is embedded with
+# json_script, which CSP treats as data, not script. connect-src 'self' covers the same-origin feed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", NONCE],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- I18N / static ---------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -295,7 +368,7 @@ HEALTH_TIMEOUT_SECONDS = 1.5
 # `authorization: {credentials: ...}`). Without a token it is open in development
 # and closed (401) in production.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-METRICS_OPEN_WITHOUT_TOKEN = DEBUG
+METRICS_OPEN_WITHOUT_TOKEN = DEVELOPMENT
 
 # --- Monitoring: recorder, alerts, database safety (apps/monitoring) ------------------
 # Every MongoDB command of an HTTP request shares this deadline; pymongo sends the

@@ -26,7 +26,7 @@ from apps.monitoring.metrics import WS_CONNECTIONS
 
 # No CHANNEL_LAYERS entry has this name, so Channels gives the consumer no layer (no channel, no receive task).
 WITHOUT_CHANNEL_LAYER = "market-feed-without-layer"
-TOKEN_SUBPROTOCOL_PREFIX = "bearer."
+TOKEN_SUBPROTOCOL_PREFIX = "bearer."  # noqa: S105 - a protocol name, not a secret
 BEARER_SUBPROTOCOL = "bearer"  # echoed when offered: a browser fails a handshake that selects none of its offers
 CLOSE_TOKEN_IN_URL = 4400
 CLOSE_UNKNOWN_TOKEN = 4401

@@ -72,7 +72,7 @@ def method_label(method: str | None) -> str:
     return method if method in KNOWN_METHODS else "other"
 
 
-class BoundedPrometheusAfterMiddleware(PrometheusAfterMiddleware):  # type: ignore[misc]  # untyped library
+class BoundedPrometheusAfterMiddleware(PrometheusAfterMiddleware):
     """django-prometheus' per-view metrics with the method label drawn from a fixed set.
 
     Its latency histogram takes `request.method` as sent, so `ZZRANDOM42 /api/v1/me`
