@@ -362,6 +362,7 @@ FORWARDED_ALLOW_IPS = _read(
 # Where the public reaches this site: printed on invoices as the verification link.
 PUBLIC_URL = env.str("PUBLIC_URL", default=f"http://127.0.0.1:{PORT}")
 HEALTH_TIMEOUT_SECONDS = 1.5
+HEALTH_CACHE_SECONDS = _positive_int("HEALTH_CACHE_SECONDS", 5)  # /healthz reuses its checks this long
 
 # --- Monitoring access -----------------------------------------------------------
 # /metrics answers only `Authorization: Bearer $METRICS_TOKEN` (Prometheus'
