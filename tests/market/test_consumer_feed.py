@@ -40,7 +40,7 @@ def publish(*ticks: tuple[str, float]) -> None:
 
 
 def communicator(path: str = "/ws/market/") -> WebsocketCommunicator:
-    return WebsocketCommunicator(application, path, headers=[(b"origin", b"http://127.0.0.1")])
+    return WebsocketCommunicator(application, path, headers=[(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")])
 
 
 def run(scenario: Scenario, path: str = "/ws/market/") -> None:
@@ -202,7 +202,7 @@ def test_an_unknown_token_is_refused_at_the_handshake_and_a_valid_one_is_served(
     """The token travels in Sec-WebSocket-Protocol (`bearer.<token>`), never in the URL."""
 
     def offering(token: str) -> WebsocketCommunicator:
-        headers = [(b"origin", b"http://127.0.0.1")]
+        headers = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
         return WebsocketCommunicator(application, "/ws/market/", headers, subprotocols=["bearer", f"bearer.{token}"])
 
     async def main() -> None:
