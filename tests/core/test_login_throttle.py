@@ -44,3 +44,14 @@ def test_a_successful_login_resets_the_count(account: User) -> None:
     assert log_in(client, "/login/", PASSWORD) == 302
     for n in range(4):
         assert log_in(Client(), "/login/", f"wrong-again-{n}") == 200
+
+
+def test_an_operator_lifts_one_lockout_early(account: User) -> None:
+    from django.core.management import call_command
+
+    client = Client()
+    for n in range(5):
+        log_in(client, "/login/", f"wrong-{n}")
+    assert log_in(client, "/login/", PASSWORD) == 429
+    call_command("axes_reset_ip_username", "127.0.0.1", "victor", verbosity=0)
+    assert log_in(client, "/login/", PASSWORD) == 302
