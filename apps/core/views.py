@@ -23,7 +23,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     failed = [r.name for r in results if not r.ok]
     body: dict[str, object] = {"status": "ok" if not failed else "degraded", "failed": failed}
     user = await request.auser()
-    if user.is_staff:
+    if getattr(user, "is_staff", False):
         body["checks"] = {r.name: {"ok": r.ok, "detail": r.detail, "ms": r.milliseconds} for r in results}
     response = JsonResponse(body, status=503 if failed else 200)
     response["Cache-Control"] = "no-store"
