@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Page
+from playwright.sync_api import Browser
 
-from tests.browser.conftest import DaphneServer, login, wait_live
+from tests.browser.conftest import DaphneServer, login
 
 pytestmark = pytest.mark.browser
 
@@ -21,14 +21,16 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
-def violations(page: Page, console: list[str]) -> list[str]:
+def violations(page: Any, console: list[str]) -> list[str]:
     return page.evaluate("window.__cspViolations") + [m for m in console if "Content Security Policy" in m]
 
 
 def test_the_pages_run_under_the_policy_without_violations(
-    page: Page, server: DaphneServer, market: list[str], django_db_blocker: Any
+    browser: Browser, server: DaphneServer, market: list[str], django_db_blocker: Any
 ) -> None:
-    login(page.context, server, django_db_blocker, "csp-viewer")
+    context = browser.new_context(viewport={"width": 1440, "height": 900})  # CSP enforced (no bypass_csp)
+    page = context.new_page()
+    login(context, server, django_db_blocker, "csp-viewer")
     with django_db_blocker.unblock():
         User.objects.filter(username="csp-viewer").update(is_staff=True)
     page.add_init_script(RECORD_VIOLATIONS)
@@ -36,7 +38,7 @@ def test_the_pages_run_under_the_policy_without_violations(
     page.on("console", lambda message: console.append(message.text))
     response = page.goto(server.url + "/")
     assert response is not None and "script-src 'self' 'nonce-" in response.headers["content-security-policy"]
-    wait_live(page)
+    page.wait_for_selector("#connection[data-state=live]", timeout=15_000)  # no wait_for_function: it evals
     page.wait_for_selector("#chart canvas", state="attached", timeout=10_000)  # lightweight-charts drew
     assert page.evaluate("document.documentElement.dataset.theme") in {"dark", "light"}  # the nonce'd script ran
     assert violations(page, console) == [], violations(page, console)
@@ -44,3 +46,4 @@ def test_the_pages_run_under_the_policy_without_violations(
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
         assert violations(page, console) == [], (path, violations(page, console))
+    context.close()

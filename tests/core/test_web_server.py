@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -43,8 +44,14 @@ def web_server(tmp_path: Path) -> Iterator[Server]:
         environment["PORT"] = str(port)
         environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"  # as devstack
         with log.open("wb") as output:
-            server = subprocess.Popen(
-                procfile_command("web"), shell=True, cwd=BASE_DIR, env=environment, stdout=output, stderr=output
+            server = subprocess.Popen(  # the Procfile line runs in a shell, as under honcho
+                procfile_command("web"),
+                shell=True,
+                cwd=BASE_DIR,
+                env=environment,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,  # one process group: the shell, uvicorn and its workers stop together
             )
         started.append(server)
         deadline = time.monotonic() + 60
@@ -56,8 +63,25 @@ def web_server(tmp_path: Path) -> Iterator[Server]:
 
     yield start
     for server in started:
-        server.terminate()
+        stop_group(server)
+
+
+def stop_group(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's whole process group (the shell alone would leave uvicorn running), then wait."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
         server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the group's other members (uvicorn's workers) exit after the shell
+        try:
+            os.killpg(server.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.killpg(server.pid, signal.SIGKILL)
 
 
 def remaining_after(port: int, forwarded_for: str) -> int:
