@@ -30,7 +30,9 @@ lint: setup
 	$(PIP) check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy .
+	DJANGO_DEBUG=true $(BIN)/mypy .
+	$(BIN)/bandit -q -c pyproject.toml -r apps trading bench manage.py --severity-level medium
+	$(PY) -m trading.check_settings
 
 bench: setup
 	$(STACK) exec -- $(PY) -m bench $(BENCH_ARGS)

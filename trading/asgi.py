@@ -8,31 +8,82 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trading.settings")
 # Django must be set up before anything imports models (Channels' recipe).
 django_asgi_app = get_asgi_application()
 
+from typing import Any  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import OriginValidator  # noqa: E402
+from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.http.request import split_domain_port, validate_host  # noqa: E402
 
 from trading.routing import websocket_urlpatterns  # noqa: E402
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
-class BrowserOriginValidator(OriginValidator):
-    """Check Origin against ALLOWED_HOSTS when there is one; allow a handshake without it.
 
-    Browsers always send Origin on a WebSocket handshake, so a cross-site page can
-    never ride a trader's session cookie. Integrators' clients (bearer `?token=`)
-    usually send no Origin, and Channels' stock validator would refuse them.
+def _origin_key(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin with default ports filled in; None when it is not one."""
+    try:
+        parts = urlsplit(origin.strip().lower())
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or port is None:
+        return None
+    return parts.scheme, parts.hostname, port
+
+
+def _scheme(scope: dict[str, Any], headers: dict[bytes, str]) -> str:
+    """The page scheme this handshake belongs to: the server's own (uvicorn applies trusted proxies),
+    or SECURE_PROXY_SSL_HEADER's verdict as HttpRequest.is_secure() would give it."""
+    if scope.get("scheme") in {"wss", "https"}:
+        return "https"
+    if settings.SECURE_PROXY_SSL_HEADER:
+        header, value = settings.SECURE_PROXY_SSL_HEADER
+        name = header.removeprefix("HTTP_").lower().replace("_", "-").encode()
+        if headers.get(name, "").split(",")[0].strip() == value:
+            return "https"
+    return "http"
+
+
+def handshake_allowed(scope: dict[str, Any]) -> bool:
+    """Host in ALLOWED_HOSTS, as for HTTP; an Origin, when sent, of this very site (scheme, host and port)
+    or listed in CSRF_TRUSTED_ORIGINS.
+
+    Browsers always send Origin on a WebSocket handshake, so a page of another site (or
+    of another port of this host) can never ride a trader's session cookie. Integrators'
+    clients usually send no Origin and are served (the feed's data is public).
     """
+    headers = {name: value.decode("latin1") for name, value in scope.get("headers", [])}
+    host = headers.get(b"host", "")
+    domain, _port = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return False
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True
+    claimed = _origin_key(origin)
+    own = _origin_key(f"{_scheme(scope, headers)}://{host}")
+    trusted = {_origin_key(trusted) for trusted in settings.CSRF_TRUSTED_ORIGINS}
+    return claimed is not None and (claimed == own or claimed in trusted)
 
-    def valid_origin(self, parsed_origin: object) -> bool:
-        return parsed_origin is None or bool(super().valid_origin(parsed_origin))
+
+class SameSiteHandshake:
+    """Refuse (403) a WebSocket handshake that `handshake_allowed` refuses."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if handshake_allowed(scope):
+            return await self.application(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)
 
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": BrowserOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS
-        ),
+        "websocket": SameSiteHandshake(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -31,6 +31,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 BIN_DIR = Path(sys.executable).parent
 RUN_ENV_FILE = VAR_DIR / "run.env"
+# Settings default to production; what devstack starts is development unless the caller says otherwise.
+DEVELOPMENT_MODE = {"DJANGO_DEBUG": "true"}
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 EMBEDDED_MONGO_PORT = 27117
 EMBEDDED_REDIS_PORT = 6479
@@ -196,8 +198,14 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 def run(procfile: str) -> int:
     with services(throwaway=False) as stack:
-        env = {**os.environ, **stack.env, "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}"}
-        RUN_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in stack.env.items()))
+        env = {
+            **DEVELOPMENT_MODE,
+            **os.environ,
+            **stack.env,
+            "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        run_env = {"DJANGO_DEBUG": env["DJANGO_DEBUG"], **stack.env}  # commands started by hand: the same mode
+        RUN_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in run_env.items()))
         try:
             manage("migrate", "--no-input", "-v", "0", env=env)
             manage("seed_demo", "--if-empty", env=env)
@@ -217,7 +225,7 @@ def run(procfile: str) -> int:
 
 def execute(command: list[str]) -> int:
     with services(throwaway=True) as stack:
-        child = subprocess.Popen(command, env={**os.environ, **stack.env})
+        child = subprocess.Popen(command, env={**DEVELOPMENT_MODE, **os.environ, **stack.env})
         try:
             return child.wait()
         except KeyboardInterrupt:

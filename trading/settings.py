@@ -5,8 +5,10 @@ never later. `var/run.env`, written by `make run` while it runs, fills in
 the addresses of the embedded services for commands started by hand.
 """
 
+import ipaddress
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +16,7 @@ from urllib.parse import urlsplit
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -53,15 +56,48 @@ def _redis_url(name: str, default: str) -> str:
     return value
 
 
-DEBUG = _read("DJANGO_DEBUG", lambda: env.bool("DJANGO_DEBUG", default=True))
+# Production by default: `make run` (trading/devstack.py) and the tests set DJANGO_DEBUG=true themselves.
+DEBUG = _read("DJANGO_DEBUG", lambda: env.bool("DJANGO_DEBUG", default=False))
 TESTING = _read("TESTING", lambda: env.bool("TESTING", default=False))
+# DJANGO_DEBUG as the process started (pytest-django switches DEBUG off while tests run; this stays).
+DEVELOPMENT = DEBUG
+DEVELOPMENT_SECRET_KEY = "development-only-key-never-used-in-production"  # noqa: S105 - refused below outside DEBUG
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY: required when DJANGO_DEBUG is off")
-    SECRET_KEY = "development-only-key-never-used-in-production"  # noqa: S105
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
+# Previous keys, newest first: sessions, password-reset links and invoice codes signed with
+# them still verify after a rotation (Django's SECRET_KEY_FALLBACKS; apps/portfolio/invoices.py).
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
+if not DEBUG and DEVELOPMENT_SECRET_KEY in [SECRET_KEY, *SECRET_KEY_FALLBACKS]:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY: the committed development key is refused when DJANGO_DEBUG is off")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- HTTPS (manage.py check --deploy): secure unless DJANGO_DEBUG, each one overridable --------------
+_PRODUCTION = not DEBUG
+SECURE_SSL_REDIRECT = _read("DJANGO_SECURE_SSL_REDIRECT", lambda: env.bool("DJANGO_SECURE_SSL_REDIRECT", _PRODUCTION))
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SESSION_COOKIE_SECURE = _read(
+    "DJANGO_SESSION_COOKIE_SECURE", lambda: env.bool("DJANGO_SESSION_COOKIE_SECURE", _PRODUCTION)
+)
+CSRF_COOKIE_SECURE = _read("DJANGO_CSRF_COOKIE_SECURE", lambda: env.bool("DJANGO_CSRF_COOKIE_SECURE", _PRODUCTION))
+SECURE_HSTS_SECONDS = _read(
+    "DJANGO_SECURE_HSTS_SECONDS", lambda: env.int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if _PRODUCTION else 0)
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _read(
+    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", lambda: env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", _PRODUCTION)
+)
+# Preloading is a promise to browsers that is slow to take back: opt in explicitly.
+SECURE_HSTS_PRELOAD = _read("DJANGO_SECURE_HSTS_PRELOAD", lambda: env.bool("DJANGO_SECURE_HSTS_PRELOAD", False))
+# uvicorn sets the scheme from X-Forwarded-Proto of a trusted proxy (FORWARDED_ALLOW_IPS). A server that
+# does not (daphne) needs this instead; only behind a proxy that always sets the header.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if _read("DJANGO_SECURE_PROXY_SSL_HEADER", lambda: env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", False))
+    else None
+)
 
 INSTALLED_APPS = [
     "daphne",
@@ -74,6 +110,8 @@ INSTALLED_APPS = [
     "django_prometheus",
     "channels",
     "ninja",
+    "axes",
+    "csp",
     "apps.core",
     "apps.market",
     "apps.portfolio",
@@ -87,6 +125,7 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.monitoring.middleware.RequestMetricsMiddleware",  # API latency metrics, per-request MongoDB deadline
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -95,7 +134,8 @@ MIDDLEWARE = [
     "apps.core.ratelimit.ApiRateLimitMiddleware",  # Property 12: per trader (or IP) per minute, in Redis
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into its 429 page
+    "apps.monitoring.middleware.BoundedPrometheusAfterMiddleware",  # method label from a fixed set
 ]
 
 ROOT_URLCONF = "trading.urls"
@@ -159,6 +199,9 @@ CACHES = {
         "KEY_PREFIX": REDIS_KEY_PREFIX,
         "OPTIONS": {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            # Never pickle: a value read from Redis must not be able to run code (apps/core/codec.py
+            # for the two-layer cache; here: rate-limit counters, token owners, login failures).
+            "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
             "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
             "CONNECTION_POOL_KWARGS": {"max_connections": REDIS_POOL_MAX, "timeout": 2},
             "SOCKET_CONNECT_TIMEOUT": 1,
@@ -245,8 +288,26 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 4}},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "apps.core.auth_backends.LoginThrottleBackend",  # django-axes: refuses a locked-out client first
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed logins (/login/ and /admin/login/) are counted per (username, client IP) in Redis: the
+# cache handler needs no model, so no migration on MongoDB and no write to the database per failure
+# (docs/decisions/0007). The client IP is REMOTE_ADDR, which uvicorn sets from a trusted proxy only.
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_CACHE = "default"
+AXES_FAILURE_LIMIT = _positive_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=_positive_int("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ADMIN = False  # the cache handler keeps no AccessAttempt rows to show
+AXES_VERBOSE = False
 TRADER_STARTING_CASH = _decimal("TRADER_STARTING_CASH", "100000.00")
 
 # --- API rate limit (Property 12): "<count>/<period>", period s, m, h or d ----------
@@ -255,6 +316,28 @@ API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="100000/m" if TESTING else "1
 if not re.fullmatch(r"[1-9][0-9]*/[smhd]", API_RATE_LIMIT):
     raise ImproperlyConfigured(f"API_RATE_LIMIT: expected '<count>/<s|m|h|d>' such as '100/m', got {API_RATE_LIMIT!r}")
 RATELIMIT_USE_CACHE = "default"
+
+# --- Content-Security-Policy (django-csp 4: one dict per policy) -------------------------------------
+# Everything the pages load is ours, served from 'self' (the esbuild bundle with lightweight-charts,
+# the CSS, Swagger UI's local copy); the two small inline blocks (the theme switch before first paint,
+# the ops page's styles) carry the per-response nonce. JSON for the first screen is embedded with
+# json_script, which CSP treats as data, not script. connect-src 'self' covers the same-origin feed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        # The hash: lightweight-charts 5.2.1 inserts one <style> for its attribution logo (the library's
+        # licence asks for the attribution); a new chart version with other CSS fails tests/browser/test_csp.py.
+        "style-src": ["'self'", NONCE, "'sha256-3pRED1tOXas1FXFoPb9TGCjmYe9XQsmO9OV23khV2nY='"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- I18N / static ---------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -270,9 +353,25 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Server ----------------------------------------------------------------------
 PORT = _positive_int("PORT", 8000)
+# Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or networks). The Procfile
+# passes the same variable to uvicorn's --forwarded-allow-ips, which then sets the client address
+# (REMOTE_ADDR: the rate limiter's key for anonymous clients) and the scheme. Empty: no proxy is
+# trusted, a forged header is ignored. Behind nginx on the same host: 127.0.0.1.
+FORWARDED_ALLOW_IPS = _read(
+    "FORWARDED_ALLOW_IPS",
+    lambda: [str(ipaddress.ip_network(proxy, strict=False)) for proxy in env.list("FORWARDED_ALLOW_IPS", default=[])],
+)
 # Where the public reaches this site: printed on invoices as the verification link.
 PUBLIC_URL = env.str("PUBLIC_URL", default=f"http://127.0.0.1:{PORT}")
 HEALTH_TIMEOUT_SECONDS = 1.5
+HEALTH_CACHE_SECONDS = _positive_int("HEALTH_CACHE_SECONDS", 5)  # /healthz reuses its checks this long
+
+# --- Monitoring access -----------------------------------------------------------
+# /metrics answers only `Authorization: Bearer $METRICS_TOKEN` (Prometheus'
+# `authorization: {credentials: ...}`). Without a token it is open in development
+# and closed (401) in production.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_OPEN_WITHOUT_TOKEN = DEVELOPMENT
 
 # --- Monitoring: recorder, alerts, database safety (apps/monitoring) ------------------
 # Every MongoDB command of an HTTP request shares this deadline; pymongo sends the
@@ -330,17 +429,30 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "apps.core.logs.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "apps.core.logs.RequestIdFilter"},
+        "scrub_secrets": {"()": "apps.core.logs.SecretScrubFilter"},
+    },
     "formatters": {
         "json": {"()": "apps.core.logs.JsonFormatter"},
         "text": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "scrub_secrets"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "pymongo": {"level": "WARNING"},
+        # The servers log request URLs: their records go through the scrubbing console handler.
+        # (Logger filters see only records logged on that logger itself, so each is named.)
+        **{
+            name: {"handlers": ["console"], "filters": ["scrub_secrets"], "propagate": False}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "daphne", "django.channels.server")
+        },
     },
 }

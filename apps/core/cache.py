@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import threading
 import time
 import uuid
@@ -41,6 +40,7 @@ from django.core import checks
 from django.core.cache import caches
 from django_mongodb_backend import transaction
 
+from apps.core import codec
 from apps.core.redis import key as redis_key
 from apps.core.redis import redis_client
 from apps.monitoring.metrics import CACHE_DEGRADED, CACHE_REQUESTS
@@ -67,6 +67,9 @@ FILL_WAIT_SECONDS = 2.0  # how long another process waits for that fill before l
 FILL_POLL_SECONDS = 0.01
 LISTEN_POLL_SECONDS = 0.25  # how often the listener checks whether it should stop
 REDIS_ERRORS = (redis.RedisError, OSError)
+# L2 values: this marker, the logical expiry, a newline, then the value as JSON (apps/core/codec.py).
+# Never pickles: a pickle read from Redis would run code chosen by whoever wrote it.
+ENVELOPE_MAGIC = b"json1 "
 
 # Store the value only if our fill lock is still there: an invalidation deletes
 # the lock, so a fill that began before a write never stores the old value.
@@ -373,10 +376,8 @@ class TwoLayerCache:
 
     def _read_l2(self, client: redis.Redis, full_key: str) -> _Envelope | None:
         raw = client.get(self._l2_key(full_key))
-        if not isinstance(raw, bytes):
-            return None
-        envelope = self._decode(raw)
-        if not isinstance(envelope, _Envelope) or envelope.expires_at <= self.clock():
+        envelope = self._decode_envelope(raw) if isinstance(raw, bytes) else None
+        if envelope is None or envelope.expires_at <= self.clock():
             return None
         return envelope
 
@@ -438,15 +439,26 @@ class TwoLayerCache:
 
     @staticmethod
     def _encode(value: Any) -> bytes:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return codec.dumps(value)
 
     @staticmethod
     def _decode(raw: bytes) -> Any:
-        # Only this project's processes write these keys (the same trust as django-redis' pickling).
-        return pickle.loads(raw)  # noqa: S301
+        return codec.loads(raw)
 
     def _encode_envelope(self, value: Any, ttl: int) -> bytes:
-        return self._encode(_Envelope(self.clock() + ttl, self._encode(value)))
+        return b"%s%r\n%s" % (ENVELOPE_MAGIC, self.clock() + ttl, self._encode(value))
+
+    @staticmethod
+    def _decode_envelope(raw: bytes) -> _Envelope | None:
+        """The envelope in `raw`; None (a miss) for anything this codec did not write, e.g. an old pickle."""
+        header, newline, value = raw.partition(b"\n")
+        if not newline or not header.startswith(ENVELOPE_MAGIC):
+            return None
+        try:
+            expires_at = float(header[len(ENVELOPE_MAGIC) :])
+        except ValueError:
+            return None
+        return _Envelope(expires_at, value)
 
 
 def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

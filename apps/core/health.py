@@ -79,3 +79,37 @@ CHECKS: dict[str, Callable[[], object]] = {
 async def run_checks() -> list[CheckResult]:
     """Run every check concurrently; the whole takes at most HEALTH_TIMEOUT_SECONDS."""
     return list(await asyncio.gather(*(_run(name, check) for name, check in CHECKS.items())))
+
+
+class RecentHealth:
+    """The last check results, reused for HEALTH_CACHE_SECONDS.
+
+    /healthz is public: without this every request fanned out to MongoDB, Redis, a
+    Celery broadcast and a channel-layer round trip. One refresh at a time per
+    process: requests arriving while one runs get the previous results (the view
+    runs on the server's event loop, so plain attributes are enough).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.clear()
+
+    def clear(self) -> None:
+        self._results: list[CheckResult] | None = None
+        self._checked_at = 0.0
+        self._refreshing = False
+
+    async def results(self) -> list[CheckResult]:
+        fresh = self._results is not None and self.clock() - self._checked_at < settings.HEALTH_CACHE_SECONDS
+        if self._results is not None and (fresh or self._refreshing):
+            return self._results
+        self._refreshing = True
+        try:
+            self._results = await run_checks()
+            self._checked_at = self.clock()
+        finally:
+            self._refreshing = False
+        return self._results
+
+
+recent_health = RecentHealth()

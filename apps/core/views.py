@@ -9,20 +9,25 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from apps.core.dashboard import chart_history, dashboard_bootstrap, recent_orders
-from apps.core.health import run_checks
+from apps.core.health import recent_health
 from apps.market.models import Symbol
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when every dependency answers, 503 naming the ones that do not."""
-    results = await run_checks()
+    """200 when every dependency answers, 503 naming the ones that do not.
+
+    Results are at most HEALTH_CACHE_SECONDS old. Details (addresses, error text,
+    timings) are for staff; anyone else learns the status and which service failed.
+    """
+    results = await recent_health.results()
     failed = [r.name for r in results if not r.ok]
-    body = {
-        "status": "ok" if not failed else "degraded",
-        "failed": failed,
-        "checks": {r.name: {"ok": r.ok, "detail": r.detail, "ms": r.milliseconds} for r in results},
-    }
-    return JsonResponse(body, status=503 if failed else 200)
+    body: dict[str, object] = {"status": "ok" if not failed else "degraded", "failed": failed}
+    user = await request.auser()
+    if getattr(user, "is_staff", False):
+        body["checks"] = {r.name: {"ok": r.ok, "detail": r.detail, "ms": r.milliseconds} for r in results}
+    response = JsonResponse(body, status=503 if failed else 200)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required

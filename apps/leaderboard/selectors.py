@@ -13,6 +13,7 @@ from typing import Any, Literal
 from django.utils import timezone
 
 from apps.core.cache import cached, ttl_for
+from apps.core.codec import cacheable
 from apps.leaderboard.models import LeaderboardSnapshot
 
 MAX_AGE = timedelta(minutes=5)  # Property 11
@@ -21,6 +22,7 @@ STALE_RETRY_SECONDS = 5  # how long a page of a stale (or missing) snapshot stay
 Ranking = Literal["value", "return"]
 
 
+@cacheable
 @dataclass(frozen=True)
 class LeaderboardPage:
     by: Ranking

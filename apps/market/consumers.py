@@ -6,8 +6,11 @@ of the layer and only parses client messages.
 
 Who may connect (docs/decisions/0003-websocket-fanout.md): market data is
 public, so anonymous connections are served; a browser brings its session, an
-integrator may add `?token=<api token>`, and a token that is given but unknown
-is refused at the handshake so a misconfigured integrator finds out at once.
+integrator offers the subprotocol `bearer.<api token>` (header
+`Sec-WebSocket-Protocol: bearer, bearer.<api token>`), and a token that is given
+but unknown is refused at the handshake so a misconfigured integrator finds out
+at once. A token in the URL (`?token=`) is refused: URLs end up in access logs
+(the server's and every proxy's), headers do not (docs/decisions/0007).
 """
 
 from urllib.parse import parse_qs
@@ -23,6 +26,18 @@ from apps.monitoring.metrics import WS_CONNECTIONS
 
 # No CHANNEL_LAYERS entry has this name, so Channels gives the consumer no layer (no channel, no receive task).
 WITHOUT_CHANNEL_LAYER = "market-feed-without-layer"
+TOKEN_SUBPROTOCOL_PREFIX = "bearer."  # noqa: S105 - a protocol name, not a secret
+BEARER_SUBPROTOCOL = "bearer"  # echoed when offered: a browser fails a handshake that selects none of its offers
+CLOSE_TOKEN_IN_URL = 4400
+CLOSE_UNKNOWN_TOKEN = 4401
+
+
+def offered_token(subprotocols: list[str]) -> str | None:
+    """The API token offered as subprotocol `bearer.<token>`, if any."""
+    for offer in subprotocols:
+        if offer.startswith(TOKEN_SUBPROTOCOL_PREFIX):
+            return offer.removeprefix(TOKEN_SUBPROTOCOL_PREFIX)
+    return None
 
 
 class MarketFeedConsumer(AsyncWebsocketConsumer):
@@ -30,14 +45,18 @@ class MarketFeedConsumer(AsyncWebsocketConsumer):
     session: FeedSession | None = None
 
     async def connect(self) -> None:
-        token = parse_qs(self.scope.get("query_string", b"").decode(errors="replace")).get("token")
+        if "token" in parse_qs(self.scope.get("query_string", b"").decode(errors="replace")):
+            await self.close(code=CLOSE_TOKEN_IN_URL)
+            return
+        offers = list(self.scope.get("subprotocols") or [])
+        token = offered_token(offers)
         if token is not None:
-            user = await database_sync_to_async(user_for_token)(token[0])
+            user = await database_sync_to_async(user_for_token)(token)
             if user is None:
-                await self.close(code=4401)
+                await self.close(code=CLOSE_UNKNOWN_TOKEN)
                 return
             self.scope["user"] = user
-        await self.accept()
+        await self.accept(subprotocol=BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offers else None)
         self.session = FeedSession(hub=market_hub(), connection=self, tickers=ticker_directory())
         WS_CONNECTIONS.inc()
 

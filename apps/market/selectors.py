@@ -235,6 +235,10 @@ def symbol_quote(symbol: str) -> dict[str, Any] | None:
 class HistoryCursor:
     """Position after the last point of a page: (timestamp ms, tick id), newest-first order."""
 
+    # A client may craft any cursor: past datetime's range a timestamp raised
+    # OSError/OverflowError deep in the query (a 500); refuse it here instead.
+    LATEST_MS = int(datetime(9999, 1, 1, tzinfo=UTC).timestamp() * 1000)
+
     timestamp: int
     tick_id: str
 
@@ -249,8 +253,12 @@ class HistoryCursor:
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise ValueError("not a history cursor") from None
         timestamp, separator, tick_id = raw.partition(":")
-        if not separator or not timestamp.isdigit() or not 0 < len(tick_id) <= 64 or not tick_id.isprintable():
+        if not separator or not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 20:
             raise ValueError("not a history cursor")
+        if not 0 < len(tick_id) <= 64 or not tick_id.isprintable():
+            raise ValueError("not a history cursor")
+        if int(timestamp) > cls.LATEST_MS:
+            raise ValueError("not a history cursor: timestamp out of range")
         return cls(int(timestamp), tick_id)
 
     @classmethod

@@ -1,10 +1,12 @@
 """The operator page (/ops/, staff only), its live data (/ops/data) and /metrics for Prometheus."""
 
+import hmac
 import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -65,9 +67,26 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return defaults.server_error(request)
 
 
+def metrics_allowed(request: HttpRequest) -> bool:
+    """`Authorization: Bearer $METRICS_TOKEN`; with no token configured, open only in development.
+
+    /metrics lists per-endpoint traffic, order outcomes and queue lengths: not for the public.
+    """
+    expected = settings.METRICS_TOKEN
+    if not expected:
+        return bool(settings.METRICS_OPEN_WITHOUT_TOKEN)
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
 @require_GET
+@never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
     """Every process' metrics (prometheus_client multiprocess mode), including django-prometheus'."""
+    if not metrics_allowed(request):
+        refused = HttpResponse("metrics: send 'Authorization: Bearer <METRICS_TOKEN>'\n", status=401)
+        refused["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return refused
     directory = multiprocess_dir()
     if directory:
         reap_dead_processes()

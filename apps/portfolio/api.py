@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictInt
 
+from apps.core.schemas import InputSchema
 from apps.monitoring.metrics import ORDERS
 from apps.portfolio.invoices import invoice_verify
 from apps.portfolio.models import Invoice, Order, Trader
@@ -34,7 +35,7 @@ class ErrorOut(Schema):
     field: str | None = None
 
 
-class OrderIn(Schema):
+class OrderIn(InputSchema):
     symbol: str = Field(..., min_length=1, max_length=10, description="Ticker, e.g. 'ACME'")
     side: Literal["buy", "sell"]
     quantity: StrictInt = Field(..., ge=1, le=QUANTITY_MAX)

@@ -3,6 +3,12 @@
 The code is an HMAC-SHA256, keyed by the server secret, over the invoice's
 canonical content. Verifying recomputes it from the stored record and compares
 in constant time, so an altered record or an invented code does not verify.
+
+Key rotation: a code is `<key id>.<mac>`; the key id (8 characters, a digest of
+the key, revealing nothing of it) names which of SECRET_KEY and
+SECRET_KEY_FALLBACKS signed it, so codes keep verifying after the secret is
+rotated for as long as the old key stays among the fallbacks. Codes issued before
+key ids existed (the bare 43-character mac) are checked against every key.
 """
 
 import base64
@@ -19,7 +25,7 @@ from fpdf import FPDF
 from apps.portfolio.models import Invoice, Order
 from apps.portfolio.selectors import invoice_with_trade
 
-CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+CODE_PATTERN = re.compile(r"^(?:(?P<key_id>[A-Za-z0-9_-]{8})\.)?(?P<mac>[A-Za-z0-9_-]{43})$")
 
 
 def milliseconds(moment: datetime) -> datetime:
@@ -27,9 +33,23 @@ def milliseconds(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def _invoice_key() -> bytes:
-    """A key of its own for invoices, derived from the server secret."""
-    return hashlib.sha256(b"invoice-verification:" + settings.SECRET_KEY.encode()).digest()
+def _invoice_key(secret: str) -> bytes:
+    """A key of its own for invoices, derived from a server secret."""
+    return hashlib.sha256(b"invoice-verification:" + secret.encode()).digest()
+
+
+def _key_id(key: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(b"invoice-key-id:" + key).digest()).decode()[:8]
+
+
+def _invoice_keys() -> list[bytes]:
+    """The signing key first, then the keys of SECRET_KEY_FALLBACKS (newest first)."""
+    return [_invoice_key(secret) for secret in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]]
+
+
+def _mac(key: bytes, *, order: Order, number: int) -> str:
+    digest = hmac.new(key, invoice_content(order=order, number=number).encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def invoice_content(*, order: Order, number: int) -> str:
@@ -49,9 +69,22 @@ def invoice_content(*, order: Order, number: int) -> str:
 
 
 def invoice_code(*, order: Order, number: int) -> str:
-    """HMAC-SHA256 over the invoice's canonical content, URL-safe (43 characters)."""
-    digest = hmac.new(_invoice_key(), invoice_content(order=order, number=number).encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    """`<key id>.<HMAC-SHA256 over the canonical content>`, URL-safe (52 characters), signed with SECRET_KEY."""
+    key = _invoice_keys()[0]
+    return f"{_key_id(key)}.{_mac(key, order=order, number=number)}"
+
+
+def _code_matches(code: str, *, order: Order, number: int) -> bool:
+    """Whether `code` is the mac of this content under the key it names (a bare mac: under any key)."""
+    match = CODE_PATTERN.match(code)
+    if match is None:
+        return False
+    keys = _invoice_keys()
+    if match["key_id"] is not None:
+        keys = [key for key in keys if hmac.compare_digest(_key_id(key), match["key_id"])]
+    # Every candidate is compared (no early exit), so the time taken says nothing about which key matched.
+    results = [hmac.compare_digest(_mac(key, order=order, number=number), match["mac"]) for key in keys]
+    return any(results)
 
 
 @dataclass(frozen=True)
@@ -71,8 +104,8 @@ def invoice_verify(code: str) -> Verification:
     invoice = invoice_with_trade(verification_code=code)
     if invoice is None:
         return Verification("unknown", None)
-    expected = invoice_code(order=invoice.order, number=invoice.number)
-    return Verification("authentic" if hmac.compare_digest(expected, code) else "tampered", invoice)
+    authentic = _code_matches(code, order=invoice.order, number=invoice.number)
+    return Verification("authentic" if authentic else "tampered", invoice)
 
 
 def verify_url(code: str) -> str:

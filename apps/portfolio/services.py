@@ -46,9 +46,13 @@ class TraderError(ValueError):
 
 
 def trader_create(
-    *, username: str, cash: Decimal, staff: bool = False, password: str | None = None
+    *, username: str, cash: Decimal, staff: bool = False, superuser: bool = False, password: str | None = None
 ) -> tuple[Trader, str]:
-    """Create a user, its trader profile and an API token; returns the token once."""
+    """Create a user, its trader profile and an API token; returns the token once.
+
+    `staff` opens the admin and ops pages with the permissions an operator grants;
+    only `superuser` holds every permission.
+    """
     username = username.strip()
     if not username:
         raise TraderError("username: must not be empty")
@@ -58,7 +62,9 @@ def trader_create(
     if User.objects.filter(username=username).exists():
         raise TraderError(f"username: {username!r} already exists")
     with transaction.atomic():
-        user = User.objects.create_user(username=username, password=password, is_staff=staff, is_superuser=staff)
+        user = User.objects.create_user(
+            username=username, password=password, is_staff=staff or superuser, is_superuser=superuser
+        )
         trader = Trader.objects.create(user=user, cash=cash, starting_cash=cash)
         token = token_create(user=user)
     return trader, token

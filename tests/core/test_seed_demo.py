@@ -62,3 +62,18 @@ def test_demo_traders_can_log_in_with_the_demo_password() -> None:
     assert Client().login(username="trader001", password="demo")
     demo = get_user_model().objects.get(username="demo")
     assert demo.is_staff
+
+
+@pytest.mark.django_db
+def test_seed_demo_refuses_outside_development_and_creates_nobody(settings) -> None:
+    settings.DEVELOPMENT = False
+    with pytest.raises(CommandError, match="refused outside development"):
+        seed("--symbols", "5", "--traders", "2", "--if-empty")
+    assert not get_user_model().objects.exists() and not Symbol.objects.exists()
+
+
+@pytest.mark.django_db
+def test_seed_demo_outside_development_runs_only_when_forced(settings) -> None:
+    settings.DEVELOPMENT = False
+    seed("--symbols", "5", "--traders", "2", "--force")
+    assert get_user_model().objects.filter(username="demo").exists()

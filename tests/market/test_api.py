@@ -18,6 +18,8 @@ from apps.market.services import symbols_seed
 from apps.market.simulator import RedisTickSink
 from apps.market.ticks import Tick
 
+CURSOR_LATEST_MS = int(datetime(9999, 1, 1, tzinfo=UTC).timestamp() * 1000)  # the last moment a cursor may name
+
 SYMBOL_COUNT = 130
 
 
@@ -183,6 +185,13 @@ def test_history_pages_by_cursor(market: list[str], api: Any) -> None:
         ({"limit": -1}, "limit", "greater than or equal to 1"),
         ({"before": "not-a-cursor"}, "before", "not a history cursor"),
         ({"before": "x" * 201}, "before", "at most 200"),
+        ({"before": selectors.HistoryCursor(10**20, "t").encode()}, "before", "not a history cursor"),
+        (
+            {"before": selectors.HistoryCursor(CURSOR_LATEST_MS + 1, "t").encode()},
+            "before",
+            "out of range",
+        ),
+        ({"before": selectors.HistoryCursor(-5, "t").encode()}, "before", "not a history cursor"),
     ],
 )
 def test_bad_history_parameters_are_a_422_naming_the_field(
@@ -191,6 +200,11 @@ def test_bad_history_parameters_are_a_422_naming_the_field(
     status, body = api(f"/{market[0]}/history", **params)
     assert status == 422
     assert body["detail"][0]["loc"][-1] == field and message in body["detail"][0]["msg"]
+
+
+def test_the_latest_cursor_the_api_accepts_is_a_page_not_a_500(market: list[str], api: Any) -> None:
+    status, body = api(f"/{market[0]}/history", before=selectors.HistoryCursor(CURSOR_LATEST_MS, "t").encode())
+    assert status == 200 and isinstance(body["data"], list)
 
 
 def test_market_endpoints_need_authentication(market: list[str]) -> None:

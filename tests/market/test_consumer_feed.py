@@ -40,7 +40,7 @@ def publish(*ticks: tuple[str, float]) -> None:
 
 
 def communicator(path: str = "/ws/market/") -> WebsocketCommunicator:
-    return WebsocketCommunicator(application, path, headers=[(b"origin", b"http://127.0.0.1")])
+    return WebsocketCommunicator(application, path, headers=[(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")])
 
 
 def run(scenario: Scenario, path: str = "/ws/market/") -> None:
@@ -199,14 +199,31 @@ def test_every_frame_stays_within_one_kilobyte_when_many_subscribed_symbols_tick
 def test_an_unknown_token_is_refused_at_the_handshake_and_a_valid_one_is_served(
     listed: list[str], trader: tuple[object, str]
 ) -> None:
+    """The token travels in Sec-WebSocket-Protocol (`bearer.<token>`), never in the URL."""
+
+    def offering(token: str) -> WebsocketCommunicator:
+        headers = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
+        return WebsocketCommunicator(application, "/ws/market/", headers, subprotocols=["bearer", f"bearer.{token}"])
+
     async def main() -> None:
-        refused = communicator("/ws/market/?token=not-a-token")
-        connected, code = await refused.connect()
+        connected, code = await offering("not-a-token").connect()
         assert not connected and code == 4401
-        accepted = communicator(f"/ws/market/?token={trader[1]}")
-        connected, _ = await accepted.connect()
-        assert connected
+        accepted = offering(trader[1])
+        connected, subprotocol = await accepted.connect()
+        assert connected and subprotocol == "bearer"  # the token itself is never echoed
         await accepted.disconnect()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("token", ["valid", "not-a-token"])
+def test_a_token_in_the_url_is_refused_so_it_never_reaches_an_access_log(
+    listed: list[str], trader: tuple[object, str], token: str
+) -> None:
+    async def main() -> None:
+        refused = communicator(f"/ws/market/?token={trader[1] if token == 'valid' else token}")
+        connected, code = await refused.connect()
+        assert not connected and code == 4400
 
     asyncio.run(main())
 

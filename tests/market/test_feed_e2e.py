@@ -59,7 +59,7 @@ def publish(symbol: str, price: float) -> None:
 def test_a_real_server_sends_a_websocket_client_only_the_ticks_of_its_symbols(server_port: int) -> None:
     async def scenario() -> None:
         url = f"ws://127.0.0.1:{server_port}/ws/market/"
-        async with websockets.connect(url, origin="http://127.0.0.1") as socket:
+        async with websockets.connect(url, origin=f"http://127.0.0.1:{server_port}") as socket:
             await socket.send(json.dumps({"type": "subscribe", "symbols": ["OIL", "SUN"]}))
             ack = json.loads(await asyncio.wait_for(socket.recv(), 10))
             assert ack["type"] == "subscribed" and ack["symbols"] == ["OIL", "SUN"]

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from celery import signals
 from django.http import HttpResponse
-from django.test import Client, RequestFactory
+from django.test import Client, RequestFactory, override_settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
@@ -226,3 +226,41 @@ def test_metrics_includes_django_prometheus_request_metrics(db: None) -> None:
     client = Client()
     client.get("/healthz")
     assert "django_http_requests_total_by_method_total" in scrape(client)
+
+
+# --- who may read /metrics ------------------------------------------------------------------------------
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic czNjcmV0", "Bearer "])
+@override_settings(METRICS_TOKEN="s3cret-scrape-token")
+def test_metrics_refuses_a_scrape_without_the_metrics_token(db: None, authorization: str | None) -> None:
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = Client().get("/metrics", **headers)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert b"trading_" not in response.content
+
+
+@override_settings(METRICS_TOKEN="s3cret-scrape-token")
+def test_metrics_answers_a_scrape_with_the_metrics_token(db: None) -> None:
+    response = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token")
+    assert response.status_code == 200 and b"django_http_requests" in response.content
+
+
+@override_settings(METRICS_TOKEN="", METRICS_OPEN_WITHOUT_TOKEN=False)
+def test_metrics_without_a_configured_token_is_closed_outside_development(db: None) -> None:
+    assert Client().get("/metrics").status_code == 401
+
+
+# --- label cardinality ------------------------------------------------------------------------------------
+def test_invented_http_methods_add_no_time_series(db: None, auth_header: dict[str, str]) -> None:
+    client = Client()
+    before = scrape(client)
+    for method in ["ZZRANDOM42", "ZZRANDOM43"]:
+        assert client.generic(method, "/api/v1/me", **auth_header).status_code == 405
+        client.generic(method, "/healthz")
+    after = scrape(client)
+    assert "ZZRANDOM" not in after
+    series = {line.split(" ")[0] for line in after.splitlines() if not line.startswith("#")}
+    series_before = {line.split(" ")[0] for line in before.splitlines() if not line.startswith("#")}
+    invented = {name for name in series - series_before if "method=" in name and 'method="other"' not in name}
+    assert not invented
+    assert 'method="other"' in after

@@ -228,3 +228,19 @@ def test_a_trader_sees_their_new_cash_right_after_an_order_through_the_cached_pr
     assert Client().get("/api/v1/me", **bearer(token)).json()["cash"] == "1000.00"
     assert post_order(token, {"symbol": "ACME", "side": "buy", "quantity": 3}).status_code == 201
     assert Client().get("/api/v1/me", **bearer(token)).json()["cash"] == "970.00"
+
+
+def test_an_order_with_a_field_the_api_does_not_know_is_422_naming_it_and_fills_nothing(market, make_trader) -> None:
+    """A limit order sent to a market-only API must not fill at market (issue 14, finding 14)."""
+    _, token = make_trader()
+    body = {"symbol": "ACME", "side": "buy", "quantity": 1, "type": "limit", "limit_price": 5.0}
+    response = post_order(token, body)
+    assert response.status_code == 422
+    named = {tuple(error["loc"])[-1] for error in response.json()["detail"]}
+    assert named == {"type", "limit_price"}
+    assert not Order.objects.exists()
+
+
+def test_the_openapi_schema_says_the_order_body_forbids_unknown_fields(db) -> None:
+    schemas = Client().get("/api/v1/openapi.json").json()["components"]["schemas"]
+    assert schemas["OrderIn"]["additionalProperties"] is False

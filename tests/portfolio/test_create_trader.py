@@ -31,10 +31,39 @@ def test_create_trader_defaults_to_the_configured_starting_cash() -> None:
 
 
 @pytest.mark.django_db
-def test_create_trader_staff_gets_admin_access() -> None:
+def test_create_trader_staff_gets_admin_access_without_becoming_superuser() -> None:
     create_trader("dave", "--staff")
     user = Trader.objects.get(user__username="dave").user
+    assert user.is_staff and not user.is_superuser
+
+
+@pytest.mark.django_db
+def test_create_trader_superuser_is_asked_for_by_name() -> None:
+    create_trader("root2", "--superuser")
+    user = Trader.objects.get(user__username="root2").user
     assert user.is_staff and user.is_superuser
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("abcd", "too short"),
+        ("password123", "too common"),
+        ("4815162342", "entirely numeric"),
+        ("gracehopper1", "similar"),
+    ],
+)
+def test_create_trader_refuses_a_weak_password_naming_it(password: str, message: str) -> None:
+    with pytest.raises(CommandError, match=rf"--password: .*{message}"):
+        create_trader("gracehopper", "--password", password)
+    assert not Trader.objects.exists()
+
+
+@pytest.mark.django_db
+def test_create_trader_accepts_a_strong_password_for_browser_login() -> None:
+    create_trader("heidi", "--password", "violet-anchor-meadow-42")
+    assert Client().login(username="heidi", password="violet-anchor-meadow-42")
 
 
 @pytest.mark.django_db

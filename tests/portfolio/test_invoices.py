@@ -140,3 +140,58 @@ def test_with_a_real_worker_the_order_returns_first_and_the_invoice_becomes_read
     while (response := client.get(invoice_url)).status_code == 202 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert response.status_code == 200 and response.content.startswith(b"%PDF")
+
+
+# --- key rotation ----------------------------------------------------------------------------------------
+OLD_SECRET = "the-secret-before-rotation-" + "o" * 30
+NEW_SECRET = "the-secret-after-rotation-" + "n" * 30
+
+
+def verdict(code: str) -> str:
+    return Client().get(f"/api/v1/invoices/verify/{code}").json()["verdict"]
+
+
+def legacy_code(secret: str, order: Order, number: int) -> str:
+    """A code as issued before key ids: the bare HMAC (base64url, 43 characters)."""
+    import base64
+    import hashlib
+    import hmac
+
+    from apps.portfolio.invoices import invoice_content
+
+    key = hashlib.sha256(b"invoice-verification:" + secret.encode()).digest()
+    digest = hmac.new(key, invoice_content(order=order, number=number).encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def test_codes_keep_verifying_after_the_secret_key_is_rotated(market, make_trader, quiet_broker, settings) -> None:
+    trader, _ = make_trader("1000.00")
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = OLD_SECRET, []
+    before = place_order(trader=trader, symbol="ACME", side="buy", quantity=1).order
+    code_before = Invoice.objects.get(order=before).verification_code
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_SECRET, [OLD_SECRET]  # the rotation
+    after = place_order(trader=trader, symbol="ACME", side="buy", quantity=1).order
+    code_after = Invoice.objects.get(order=after).verification_code
+    assert code_before.split(".")[0] != code_after.split(".")[0]  # each names its key
+    assert (verdict(code_before), verdict(code_after)) == ("authentic", "authentic")
+    settings.SECRET_KEY_FALLBACKS = []  # the old key retired: its codes can no longer be vouched for
+    assert (verdict(code_before), verdict(code_after)) == ("tampered", "authentic")
+
+
+def test_a_code_issued_before_key_ids_still_verifies_with_the_current_and_the_fallback_keys(trade, settings) -> None:
+    invoice = Invoice.objects.get(order=trade)
+    for signing_secret, fallbacks in [(settings.SECRET_KEY, []), (OLD_SECRET, [OLD_SECRET])]:
+        code = legacy_code(signing_secret, trade, invoice.number)
+        Invoice.objects.filter(pk=invoice.pk).update(verification_code=code)
+        settings.SECRET_KEY_FALLBACKS = fallbacks
+        assert verdict(code) == "authentic"
+    Order.objects.filter(pk=trade.pk).update(quantity=300)
+    assert verdict(code) == "tampered"
+
+
+def test_a_code_naming_one_key_does_not_verify_with_another(trade, settings) -> None:
+    code = Invoice.objects.get(order=trade).verification_code
+    key_id, mac = code.split(".")
+    forged_id = ("A" if key_id[0] != "A" else "B") + key_id[1:]
+    Invoice.objects.filter(order=trade).update(verification_code=f"{forged_id}.{mac}")
+    assert verdict(f"{forged_id}.{mac}") == "tampered"

@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -35,8 +36,15 @@ class Command(BaseCommand):
         parser.add_argument("--traders", type=_bounded("traders", MAX_TRADERS), default=50)
         parser.add_argument("--seed", type=int, default=7, help="universe seed (same seed, same companies)")
         parser.add_argument("--if-empty", action="store_true", help="do nothing when any symbol exists")
+        parser.add_argument("--force", action="store_true", help="seed even outside development (DJANGO_DEBUG off)")
 
     def handle(self, *args: object, **options: int) -> None:
+        if not (settings.DEVELOPMENT or options["force"]):
+            # The demo accounts' password is published (README, this file): never create them unasked.
+            raise CommandError(
+                "refused outside development (DJANGO_DEBUG is off): demo accounts share a public password; "
+                "--force to seed anyway"
+            )
         if options["if_empty"] and Symbol.objects.exists():
             self.stdout.write("Demo data already present; nothing to do.")
             return
@@ -47,7 +55,7 @@ class Command(BaseCommand):
         usernames = ["demo"] + [f"trader{n:03d}" for n in range(1, options["traders"])]
         missing = [u for u in usernames[: options["traders"]] if not User.objects.filter(username=u).exists()]
         for username in tqdm(missing, desc="traders", unit="trader", disable=not show):
-            trader_create(username=username, cash=Decimal("100000.00"), staff=username == "demo")
+            trader_create(username=username, cash=Decimal("100000.00"), superuser=username == "demo")
         # Hash the shared demo password once: one PBKDF2 run instead of one per trader.
         User.objects.filter(username__in=missing).update(password=make_password(DEMO_PASSWORD))
         self.stdout.write(
