@@ -89,7 +89,13 @@ def symbol_page(*, page: int, limit: int, sector: str | None = None, search: str
 
 
 def symbol_by_ticker(ticker: str) -> Symbol | None:
-    return Symbol.objects.filter(ticker=ticker).first()
+    """The listed symbol (None when unlisted), through the cache: an order's lookup costs no database call.
+
+    Any change to the universe invalidates the namespace (apps/market/signals.py), halts included.
+    """
+    if len(ticker) > Symbol._meta.get_field("ticker").max_length:  # type: ignore[operator]
+        return None
+    return cached("symbols", f"ticker:{ticker}", lambda: Symbol.objects.filter(ticker=ticker).first())
 
 
 # --- Stored ticks -----------------------------------------------------------------------------
