@@ -8,3 +8,4 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.core import cache  # noqa: F401  registers the Redis eviction-policy check (Property 22)
+        from apps.core import signals  # noqa: F401  a revoked token is refused at once in every process
