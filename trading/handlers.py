@@ -8,8 +8,8 @@
   endpoint with no middleware: the floor bench/api_load.py measures against.
 """
 
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 BEARER = "bearer "
 PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-NO_TOKEN = "none"
+NO_TOKEN = "none"  # noqa: S105 - a marker, not a secret
 # Where the middleware leaves the bearer token's context for authentication (apps.core.api_auth).
 CONTEXT_ATTRIBUTE = "api_token_context"
 
@@ -50,9 +50,9 @@ def bearer_token(request: HttpRequest) -> str | None:
     return header[len(BEARER) :].strip() if header[: len(BEARER)].lower() == BEARER else None
 
 
-def remembered_context(request: HttpRequest) -> TokenContext | None | str:
+def remembered_context(request: HttpRequest) -> TokenContext | str | None:
     """The context the middleware resolved for this request; NO_TOKEN when it resolved none."""
-    return getattr(request, CONTEXT_ATTRIBUTE, NO_TOKEN)  # type: ignore[no-any-return]
+    return getattr(request, CONTEXT_ATTRIBUTE, NO_TOKEN)
 
 
 def _client_key(request: HttpRequest, context: TokenContext | None) -> str:
@@ -76,7 +76,7 @@ def count_request(client: str, *, now: float | None = None) -> Usage:
     now = time.time() if now is None else now
     window = int(now // period)
     cache = caches["default"]
-    key = cache.make_key(f"rl:{client}:{window}")  # type: ignore[attr-defined]
+    key = cache.make_key(f"rl:{client}:{window}")
     pipe = cache.client.get_client(write=True).pipeline(transaction=False)  # type: ignore[attr-defined]
     pipe.incr(key)
     pipe.expire(key, period + 1)

@@ -13,10 +13,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.utils import timezone
-
-from asgiref.sync import sync_to_async
 
 from apps.core.cache import cached, invalidate, peek
 from apps.core.models import ApiToken

@@ -36,7 +36,7 @@ from apps.market.selectors import symbol_by_ticker
 from apps.monitoring.metrics import ORDER_CONFLICTS, ORDER_QUEUE_WAIT
 from apps.portfolio.invoices import invoice_code, milliseconds
 from apps.portfolio.models import Holding, Invoice, Order, Side, Trader
-from apps.portfolio.selectors import order_by_client_order_id
+from apps.portfolio.selectors import account_key, order_by_client_order_id
 
 logger = logging.getLogger(__name__)
 # The backend's own wrapper: sessions and raw collections for the order transaction.
@@ -235,7 +235,9 @@ def _ticket(*, trader: Trader, symbol: str, side: str, quantity: int, client_ord
 def _buy_holding_upsert(ticket: _Ticket) -> list[dict[str, Any]]:
     """One pipeline upsert: add the shares and fold the price into the average cost (a new holding starts at it)."""
     owned = {"$ifNull": ["$quantity", 0]}
-    cost = {"$add": [{"$multiply": [{"$ifNull": ["$average_cost", Decimal128("0")]}, owned]}, Decimal128(ticket.amount)]}
+    cost = {
+        "$add": [{"$multiply": [{"$ifNull": ["$average_cost", Decimal128("0")]}, owned]}, Decimal128(ticket.amount)]
+    }
     return [
         {
             "$set": {
@@ -259,7 +261,9 @@ def _move_cash(traders: Collection, ticket: _Ticket, session: ClientSession | No
         session=session,
     )
     if account is None:
-        raise OrderRejected("insufficient_cash", "quantity", f"not enough cash for {ticket.quantity} {ticket.symbol}", 409)
+        raise OrderRejected(
+            "insufficient_cash", "quantity", f"not enough cash for {ticket.quantity} {ticket.symbol}", 409
+        )
     return int(account["invoice_sequence"])
 
 
@@ -298,7 +302,7 @@ def _execute(ticket: _Ticket) -> Order:
     code = invoice_code(order=ticket.order, number=number)  # needs the number: microseconds of CPU, no round trip
     Invoice.objects.create(order=ticket.order, trader_id=ticket.trader_id, number=number, verification_code=code)
     enqueue_on_commit("apps.portfolio.tasks.generate_invoice", str(ticket.order.pk))
-    invalidate_after_commit("profiles", str(ticket.order.trader.user_id))
+    invalidate_after_commit("profiles", account_key(ticket.order.trader.user_id))
     return ticket.order
 
 

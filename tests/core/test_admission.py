@@ -1,6 +1,7 @@
 """Admission control: a full server process refuses at once with 503 + Retry-After, never calling the app."""
 
 import asyncio
+import contextlib
 from typing import Any
 
 from apps.core.admission import AdmissionControl
@@ -75,10 +76,8 @@ def test_a_failing_request_gives_its_slot_back() -> None:
     async def scenario() -> None:
         app = AdmissionControl(failing, max_in_flight=1)
         for _ in range(3):
-            try:
+            with contextlib.suppress(RuntimeError):
                 await request(app)
-            except RuntimeError:
-                pass
         assert app.in_flight == 0
 
     asyncio.run(scenario())

@@ -80,7 +80,7 @@ def test_a_cached_read_makes_no_mongodb_call(trader: Any) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_lean_api_stack_refuses_an_unknown_token_with_401(trader: Any) -> None:
-    status, headers, body = asgi_get("/api/v1/me", "not-a-token")
+    status, _headers, body = asgi_get("/api/v1/me", "not-a-token")
     assert status == 401 and b"unauthorized" in body
 
 
