@@ -53,8 +53,18 @@ def simulated_symbols(count: int) -> list[SymbolSpec]:
 
 
 @dataclass(frozen=True)
+class Listing:
+    """What a symbol list shows of a symbol (plain values: cheap to cache and decode, unlike a model)."""
+
+    ticker: str
+    name: str
+    sector: str
+    active: bool
+
+
+@dataclass(frozen=True)
 class SymbolPage:
-    symbols: list[Symbol]
+    symbols: list[Listing]
     quotes: dict[str, dict[str, Any]]
     total: int
 
@@ -75,16 +85,18 @@ def symbol_page(*, page: int, limit: int, sector: str | None = None, search: str
     the namespace, see apps/market/signals.py); quotes are always the latest.
     """
 
-    def listing() -> tuple[list[Symbol], int]:
+    def listing() -> tuple[list[tuple[str, str, str, bool]], int]:
         queryset = Symbol.objects.all()
         if sector:
             queryset = queryset.filter(sector=sector)
         if search:
             queryset = queryset.filter(Q(ticker__icontains=search) | Q(name__icontains=search))
         start = (page - 1) * limit
-        return list(queryset.order_by("ticker")[start : start + limit]), queryset.count()
+        rows = queryset.order_by("ticker").values_list("ticker", "name", "sector", "active")[start : start + limit]
+        return [tuple(row) for row in rows], queryset.count()  # type: ignore[misc]
 
-    symbols, total = cached("symbols", f"page:{page}:{limit}:{sector or ''}:{search or ''}", listing)
+    rows, total = cached("symbols", f"listing:{page}:{limit}:{sector or ''}:{search or ''}", listing)
+    symbols = [Listing(*row) for row in rows]
     return SymbolPage(symbols, quotes_or_nothing([s.ticker for s in symbols]), total)
 
 
