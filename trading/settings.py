@@ -103,6 +103,7 @@ MIDDLEWARE = [
 API_MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.monitoring.middleware.RequestMetricsMiddleware",
+    "apps.core.middleware.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "apps.core.ratelimit.ApiRateLimitMiddleware",
 ]

@@ -36,7 +36,7 @@ COMMANDS = ThreadCommands()
 monitoring.register(COMMANDS)  # before the test client exists: applies to clients created later
 
 
-def asgi_get(path: str, token: str) -> tuple[int, dict[bytes, bytes], bytes]:
+def asgi_get(path: str, token: str, host: bytes = b"127.0.0.1") -> tuple[int, dict[bytes, bytes], bytes]:
     """One request through the project's ASGI application (admission, routing, the lean API stack)."""
     from trading.asgi import application
 
@@ -50,7 +50,7 @@ def asgi_get(path: str, token: str) -> tuple[int, dict[bytes, bytes], bytes]:
             "path": path,
             "raw_path": path.encode(),
             "query_string": b"",
-            "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())],
+            "headers": [(b"host", host), (b"authorization", f"Bearer {token}".encode())],
             "client": ("127.0.0.1", 5000),
             "server": ("127.0.0.1", 8000),
         }
@@ -82,6 +82,12 @@ def test_a_cached_read_makes_no_mongodb_call(trader: Any) -> None:
 def test_the_lean_api_stack_refuses_an_unknown_token_with_401(trader: Any) -> None:
     status, _headers, body = asgi_get("/api/v1/me", "not-a-token")
     assert status == 401 and b"unauthorized" in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lean_api_stack_still_checks_the_host_header(trader: Any) -> None:
+    status, _headers, _body = asgi_get("/api/v1/me", trader[1], host=b"evil.example")
+    assert status == 400
 
 
 @pytest.mark.django_db
