@@ -545,11 +545,11 @@ def measure(*, quick: bool) -> tuple[str, int]:
         run_step("warm-up", port, meter, [(150, len(tokens) * 2 / 150)], warmers(tokens))
         run_step("warm-up", port, meter, [(100, 3.0)], readers(tokens))
         run_step("warm-up", port, meter, [(30, 2.0)], buyers(tokens, tickers))
-        base_rates = [200, 400, 600] if quick else [200, 300, 400, 500, 600, 800, 1000]
+        base_rates = [50, 100, 200, 400] if quick else [50, 100, 150, 200, 300, 400, 500, 600, 800]
         base_steps, base_rate = step_up("baseline", port, meter, base_rates, seconds, baseline_request, READ_TARGET_MS)
-        read_rates = [50, 100, 150, 200] if quick else [50, 100, 150, 200, 250, 300, 350, 400, 500, 600]
+        read_rates = [25, 50, 100] if quick else [25, 50, 75, 100, 150, 200, 250, 300, 400]
         read_steps, read_rate = step_up("reads", port, meter, read_rates, seconds, readers(tokens), READ_TARGET_MS)
-        order_rates = [50, 100] if quick else [50, 100, 150, 200, 250]
+        order_rates = [25, 50, 100] if quick else [25, 50, 75, 100, 150, 200]
         order_steps, order_rate = step_up(
             "orders", port, meter, order_rates, seconds, buyers(tokens, tickers), ORDER_TARGET_MS
         )

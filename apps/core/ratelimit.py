@@ -79,7 +79,7 @@ def count_request(client: str, *, now: float | None = None) -> Usage:
     key = cache.make_key(f"rl:{client}:{window}")
     pipe = cache.client.get_client(write=True).pipeline(transaction=False)  # type: ignore[attr-defined]
     pipe.incr(key)
-    pipe.expire(key, period + 1)
+    pipe.expire(key, 2 * period + 1)  # the key names its window; a longer life only outlasts slow clocks
     count = int(pipe.execute()[0])
     return Usage(
         limit=limit,
@@ -98,18 +98,25 @@ def _usage_or_none(request: HttpRequest, context: TokenContext | None) -> Usage 
         return None
 
 
-def _context_or_none(raw: str | None) -> TokenContext | None:
+def _context_or_none(raw: str | None) -> TokenContext | str | None:
+    """The token's context; NO_TOKEN when its store failed (authentication then looks again and answers)."""
     try:
         return token_context(raw) if raw else None
-    except Exception as error:  # the token store is unreachable: count by IP, authentication answers later
+    except Exception as error:  # e.g. MongoDB past the request's deadline: count by IP, let auth answer 503
         logger.warning("token context unavailable: %s", error)
+        return NO_TOKEN
+
+
+def _remember(request: HttpRequest, context: TokenContext | str | None) -> TokenContext | None:
+    if isinstance(context, str):
         return None
+    setattr(request, CONTEXT_ATTRIBUTE, context)
+    return context
 
 
 def api_usage(request: HttpRequest) -> Usage | None:
     """Count this request against its client's window; None when the counter is unavailable (fail open)."""
-    context = _context_or_none(bearer_token(request))
-    setattr(request, CONTEXT_ATTRIBUTE, context)
+    context = _remember(request, _context_or_none(bearer_token(request)))
     return _usage_or_none(request, context)
 
 
@@ -119,12 +126,11 @@ async def api_usage_async(request: HttpRequest) -> Usage | None:
     if raw is None and hasattr(request, "user"):
         return await sync_to_async(api_usage)(request)  # a browser session: its user is a database read
     try:
-        context = await token_context_async(raw) if raw else None
+        found: TokenContext | str | None = await token_context_async(raw) if raw else None
     except Exception as error:
         logger.warning("token context unavailable: %s", error)
-        context = None
-    setattr(request, CONTEXT_ATTRIBUTE, context)
-    return _usage_or_none(request, context)
+        found = NO_TOKEN
+    return _usage_or_none(request, _remember(request, found))
 
 
 def _refusal(usage: Usage) -> HttpResponse:
