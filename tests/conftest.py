@@ -34,6 +34,7 @@ def _clean_redis() -> Iterator[None]:
     """Each test starts with an empty Redis database of its own (see stack_plugin)."""
     redis_client().flushdb()
     default_cache().local.clear()  # the in-process L1 must not carry values across the flush
+    default_cache().breaker.reset()  # nor a Redis outage a previous test staged
     yield
 
 

@@ -17,6 +17,7 @@ from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.http.request import split_domain_port, validate_host  # noqa: E402
 
+from trading.handlers import http_application  # noqa: E402
 from trading.routing import websocket_urlpatterns  # noqa: E402
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -83,7 +84,7 @@ class SameSiteHandshake:
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_application(django_asgi_app),
         "websocket": SameSiteHandshake(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

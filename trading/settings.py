@@ -138,6 +138,16 @@ MIDDLEWARE = [
     "apps.monitoring.middleware.BoundedPrometheusAfterMiddleware",  # method label from a fixed set
 ]
 
+# Bearer-token /api/ requests (integrators, the load they bring) skip what only a browser needs:
+# sessions, CSRF, messages, static files, a second metrics layer (trading/handlers.py).
+API_MIDDLEWARE = [
+    "apps.core.middleware.RequestIdMiddleware",
+    "apps.monitoring.middleware.RequestMetricsMiddleware",
+    "apps.core.middleware.AllowedHostMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "apps.core.ratelimit.ApiRateLimitMiddleware",
+]
+
 ROOT_URLCONF = "trading.urls"
 ASGI_APPLICATION = "trading.asgi.application"
 WSGI_APPLICATION = "trading.wsgi.application"
@@ -212,7 +222,15 @@ CACHES = {
 
 # --- Two-layer cache (apps/core/cache.py) ----------------------------------------------
 # Property 26: one TTL per data type, overridable as CACHE_TTL_<NAME> (seconds).
-_DEFAULT_CACHE_TTLS = {"leaderboards": 300, "profiles": 1800, "prices": 60, "analytics": 900, "symbols": 300}
+# "tokens": an API token's context (its user); also how often last_used_at is written.
+_DEFAULT_CACHE_TTLS = {
+    "leaderboards": 300,
+    "profiles": 1800,
+    "prices": 60,
+    "analytics": 900,
+    "symbols": 300,
+    "tokens": 60,
+}
 CACHE_TTLS = {name: _positive_int(f"CACHE_TTL_{name.upper()}", ttl) for name, ttl in _DEFAULT_CACHE_TTLS.items()}
 CACHE_L1_MAX_ENTRIES = _positive_int("CACHE_L1_MAX_ENTRIES", 512)
 CACHE_L1_MAX_TTL = _positive_int("CACHE_L1_MAX_TTL", 30)  # seconds; an L1 entry never outlives its L2 entry
@@ -372,6 +390,13 @@ HEALTH_CACHE_SECONDS = _positive_int("HEALTH_CACHE_SECONDS", 5)  # /healthz reus
 # and closed (401) in production.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_OPEN_WITHOUT_TOKEN = DEVELOPMENT
+
+# Admission control (apps/core/admission.py): HTTP requests one server process serves at once;
+# past it a request is refused at once with 503 + Retry-After. Sized so that a full process still
+# answers within the API's latency target (measured: docs/performance.md, "API under load").
+ADMISSION_MAX_IN_FLIGHT = _positive_int("ADMISSION_MAX_IN_FLIGHT", 24)
+# bench/api_load.py only: a bare async django-ninja endpoint at /bench/baseline, the framework's floor.
+BENCH_BASELINE_ENDPOINT = _read("BENCH_BASELINE_ENDPOINT", lambda: env.bool("BENCH_BASELINE_ENDPOINT", default=False))
 
 # --- Monitoring: recorder, alerts, database safety (apps/monitoring) ------------------
 # Every MongoDB command of an HTTP request shares this deadline; pymongo sends the

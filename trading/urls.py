@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -18,3 +19,8 @@ urlpatterns = [
 ]
 # A database timeout raised outside any view (in a middleware) is a 503 to retry, not a 500.
 handler500 = "apps.monitoring.views.server_error"
+
+if settings.BENCH_BASELINE_ENDPOINT:  # bench/api_load.py's floor; off unless the bench turns it on
+    from trading.baseline import baseline_api
+
+    urlpatterns.append(path("bench/", baseline_api.urls))

@@ -7,4 +7,7 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from apps.core import cache  # noqa: F401  registers the Redis eviction-policy check (Property 22)
+        from apps.core import (
+            cache,  # noqa: F401  registers the Redis eviction-policy check (Property 22)
+            signals,  # noqa: F401  a revoked token is refused at once in every process
+        )

@@ -280,6 +280,31 @@ class TwoLayerCache:
                 self._degraded("read", error)
                 return loader()
 
+    def peek(self, namespace: str, key: str) -> tuple[bool, Any]:
+        """(True, value) when (namespace, key) is cached in either layer, else (False, None); never loads.
+
+        For async code: a hit costs no thread hop (L1, or one Redis GET); only a miss needs the
+        loader, which the caller runs in a thread through `cached`.
+        """
+        full_key = f"{namespace}:{key}"
+        use_local = namespace not in READ_YOUR_WRITES and self._local_usable()
+        if use_local and (hit := self.local.get(full_key)) is not None:
+            _count(namespace, "l1_hit")
+            return True, self._decode(hit)
+        if not settings.CACHE_ENABLED or self.breaker.is_open:
+            return False, None
+        try:
+            envelope = self._read_l2(self._backend_client(), full_key)
+        except REDIS_ERRORS as error:
+            self._degraded("read", error)
+            return False, None
+        if envelope is None:
+            return False, None
+        _count(namespace, "l2_hit")
+        if use_local:
+            self._fill_local(full_key, envelope)
+        return True, self._decode(envelope.value)
+
     def invalidate(self, namespace: str, key: str) -> None:
         """Drop (namespace, key) everywhere: L2, any fill in flight, and every process' L1."""
         self._invalidate(f"{namespace}:{key}", pattern=False)
@@ -496,6 +521,10 @@ def reset_default_cache() -> None:
 
 def cached(namespace: str, key: str, loader: Callable[[], T], *, ttl: Ttl[T] = None) -> T:
     return default_cache().cached(namespace, key, loader, ttl=ttl)
+
+
+def peek(namespace: str, key: str) -> tuple[bool, Any]:
+    return default_cache().peek(namespace, key)
 
 
 def invalidate(namespace: str, key: str) -> None:

@@ -62,3 +62,20 @@ class RequestIdMiddleware(HybridMiddleware):
             return response
         finally:
             request_id_var.reset(token)
+
+
+class AllowedHostMiddleware(HybridMiddleware):
+    """Check the Host header against ALLOWED_HOSTS (CommonMiddleware's job on the full stack) without a thread hop.
+
+    `request.get_host()` raises DisallowedHost, which Django answers with 400.
+    """
+
+    def _call(self, request: HttpRequest) -> HttpResponse:
+        request.get_host()
+        response: HttpResponse = self.get_response(request)
+        return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        request.get_host()
+        response: HttpResponse = await self.get_response(request)
+        return response

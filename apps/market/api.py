@@ -76,7 +76,7 @@ class HistoryQuery(Schema):
         return value
 
 
-def symbol_out(symbol: Symbol, quote: dict[str, object] | None) -> SymbolOut:
+def symbol_out(symbol: Symbol | selectors.Listing, quote: dict[str, object] | None) -> SymbolOut:
     return SymbolOut(
         ticker=symbol.ticker,
         name=symbol.name,

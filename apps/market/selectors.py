@@ -53,8 +53,18 @@ def simulated_symbols(count: int) -> list[SymbolSpec]:
 
 
 @dataclass(frozen=True)
+class Listing:
+    """What a symbol list shows of a symbol (plain values: cheap to cache and decode, unlike a model)."""
+
+    ticker: str
+    name: str
+    sector: str
+    active: bool
+
+
+@dataclass(frozen=True)
 class SymbolPage:
-    symbols: list[Symbol]
+    symbols: list[Listing]
     quotes: dict[str, dict[str, Any]]
     total: int
 
@@ -75,21 +85,29 @@ def symbol_page(*, page: int, limit: int, sector: str | None = None, search: str
     the namespace, see apps/market/signals.py); quotes are always the latest.
     """
 
-    def listing() -> tuple[list[Symbol], int]:
+    def listing() -> tuple[list[tuple[str, str, str, bool]], int]:
         queryset = Symbol.objects.all()
         if sector:
             queryset = queryset.filter(sector=sector)
         if search:
             queryset = queryset.filter(Q(ticker__icontains=search) | Q(name__icontains=search))
         start = (page - 1) * limit
-        return list(queryset.order_by("ticker")[start : start + limit]), queryset.count()
+        rows = queryset.order_by("ticker").values_list("ticker", "name", "sector", "active")[start : start + limit]
+        return [tuple(row) for row in rows], queryset.count()  # type: ignore[misc]
 
-    symbols, total = cached("symbols", f"page:{page}:{limit}:{sector or ''}:{search or ''}", listing)
+    rows, total = cached("symbols", f"listing:{page}:{limit}:{sector or ''}:{search or ''}", listing)
+    symbols = [Listing(*row) for row in rows]
     return SymbolPage(symbols, quotes_or_nothing([s.ticker for s in symbols]), total)
 
 
 def symbol_by_ticker(ticker: str) -> Symbol | None:
-    return Symbol.objects.filter(ticker=ticker).first()
+    """The listed symbol (None when unlisted), through the cache: an order's lookup costs no database call.
+
+    Any change to the universe invalidates the namespace (apps/market/signals.py), halts included.
+    """
+    if len(ticker) > Symbol._meta.get_field("ticker").max_length:  # type: ignore[operator]
+        return None
+    return cached("symbols", f"ticker:{ticker}", lambda: Symbol.objects.filter(ticker=ticker).first())
 
 
 # --- Stored ticks -----------------------------------------------------------------------------

@@ -58,6 +58,15 @@ RATE_LIMIT_DEGRADED = Counter(
 # --- Trading ---------------------------------------------------------------------------
 ORDERS = Counter("trading_orders_total", "Order requests by outcome", ["outcome"])
 ORDER_CONFLICTS = Counter("trading_order_conflicts_total", "Order transactions retried after a transient conflict")
+ADMISSION_REFUSED = Counter(
+    "trading_admission_refused_total", "HTTP requests refused with 503 because their server process was at capacity"
+)
+LOCK_DEGRADED = Counter(
+    "trading_lock_degraded_total", "Sections run without their per-key lock because its Redis failed"
+)
+ORDER_QUEUE_WAIT = Histogram(
+    "trading_order_queue_wait_seconds", "Time an order waited for its trader's previous orders", buckets=LATENCY_BUCKETS
+)
 INVOICES_RENDERED = Counter("trading_invoices_rendered_total", "Invoice PDFs rendered and stored")
 
 # --- Jobs ------------------------------------------------------------------------------

@@ -22,9 +22,10 @@ from apps.portfolio.selectors import (
     invoice_for_order,
     order_get,
     order_list,
-    portfolio_for,
+    portfolio_of,
+    trader_of,
 )
-from apps.portfolio.services import CLIENT_ORDER_ID_MAX, QUANTITY_MAX, OrderRejected, place_order, trader_for_user
+from apps.portfolio.services import CLIENT_ORDER_ID_MAX, QUANTITY_MAX, OrderRejected, place_order
 
 router = Router(tags=["trading"])
 
@@ -135,7 +136,7 @@ class VerificationOut(Schema):
 
 
 def _trader(request: HttpRequest) -> Trader:
-    return trader_for_user(cast(User, request.user))  # the API's auth guarantees a real user
+    return trader_of(cast(User, request.user))  # the API's auth guarantees a real user
 
 
 def _not_found(what: str) -> Status[Any]:
@@ -192,7 +193,7 @@ def order_detail(request: HttpRequest, order_id: str) -> Status[Any]:
 
 @router.get("/portfolio", response=PortfolioOut, summary="Cash, holdings at the latest prices, P&L")
 def portfolio(request: HttpRequest) -> PortfolioOut:
-    return PortfolioOut.model_validate(portfolio_for(_trader(request)), from_attributes=True)
+    return PortfolioOut.model_validate(portfolio_of(cast(User, request.user)), from_attributes=True)
 
 
 @router.get(

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import redis
-from bson import ObjectId
+from bson import Decimal128, ObjectId
 from bson.errors import InvalidId
 from django.contrib.auth.models import User
 from django.db import connection as default_connection
@@ -248,16 +248,67 @@ def invoice_with_trade(**lookup: Any) -> Invoice | None:
     return invoice
 
 
-def trader_profile(user: User) -> dict[str, Any]:
-    """The trader's profile (name, staff flag, cash) through the cache.
+def account_key(user_id: object) -> str:
+    """The "profiles" cache key of a trader's account; every order invalidates it after commit."""
+    return f"account:{user_id}"
+
+
+def trader_account(user: User) -> dict[str, Any]:
+    """The trader's account (name, staff flag, ids, cash, holdings) through the cache, as plain values.
 
     "profiles" is a read-your-writes namespace: it never enters the in-process layer,
-    and every order invalidates it after commit, so a trader sees their new cash at once.
+    and every order invalidates the key after commit, so a trader sees their new cash
+    and holdings at once. A cached account costs one Redis GET and no MongoDB call.
     """
     from apps.portfolio.services import trader_for_user
 
     def load() -> dict[str, Any]:
         trader = trader_for_user(user)
-        return {"username": user.get_username(), "is_staff": user.is_staff, "cash": str(trader.cash)}
+        holdings = _holding_documents({"trader_id": trader.pk})
+        return {
+            "username": user.get_username(),
+            "is_staff": user.is_staff,
+            "trader_id": str(trader.pk),
+            "cash": str(trader.cash),
+            "starting_cash": str(trader.starting_cash),
+            "holdings": [
+                {"symbol": h["symbol"], "quantity": int(h["quantity"]), "average_cost": str(h["average_cost"])}
+                for h in holdings
+            ],
+        }
 
-    return cached("profiles", str(user.pk), load)
+    return cached("profiles", account_key(user.pk), load)
+
+
+def trader_profile(user: User) -> dict[str, Any]:
+    """The trader's name, staff flag and cash (GET /me), from the cached account."""
+    account = trader_account(user)
+    return {"username": account["username"], "is_staff": account["is_staff"], "cash": account["cash"]}
+
+
+def trader_of(user: User) -> Trader:
+    """The user's trader (its id, cash and name) from the cached account: no database call when cached."""
+    account = trader_account(user)
+    trader = Trader(
+        pk=ObjectId(account["trader_id"]),
+        user_id=user.pk,
+        cash=Decimal(account["cash"]),
+        starting_cash=Decimal(account["starting_cash"]),
+    )
+    trader._state.adding = False
+    trader.user = user
+    return trader
+
+
+def portfolio_of(user: User) -> Portfolio:
+    """The trader's portfolio from the cached account, valued at the latest prices (one MGET)."""
+    account = trader_account(user)
+    holdings = [{**h, "average_cost": Decimal128(h["average_cost"])} for h in account["holdings"]]
+    return _portfolio(
+        trader_id=ObjectId(account["trader_id"]),
+        username=account["username"],
+        cash=Decimal(account["cash"]),
+        starting_cash=Decimal(account["starting_cash"]),
+        holdings=holdings,
+        prices=_prices(h["symbol"] for h in holdings),
+    )

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 import redis
 from bson import Decimal128, ObjectId
@@ -22,19 +22,21 @@ from django_mongodb_backend import transaction
 from django_mongodb_backend.base import DatabaseWrapper
 from pymongo import ReturnDocument
 from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from apps.core.cache import invalidate_after_commit
 from apps.core.jobs import enqueue_on_commit
+from apps.core.locks import LockTimeout, one_at_a_time
 from apps.core.tokens import token_create
 from apps.market.quotes import latest_prices
 from apps.market.selectors import symbol_by_ticker
-from apps.monitoring.metrics import ORDER_CONFLICTS
+from apps.monitoring.metrics import ORDER_CONFLICTS, ORDER_QUEUE_WAIT
 from apps.portfolio.invoices import invoice_code, milliseconds
 from apps.portfolio.models import Holding, Invoice, Order, Side, Trader
-from apps.portfolio.selectors import order_by_client_order_id
+from apps.portfolio.selectors import account_key, order_by_client_order_id
 
 logger = logging.getLogger(__name__)
 # The backend's own wrapper: sessions and raw collections for the order transaction.
@@ -83,9 +85,12 @@ CLIENT_ORDER_ID_MAX = 48
 CENT = Decimal("0.01")
 AVERAGE_COST_STEP = Decimal("0.0001")
 WRITE_CONFLICT = 112
-# Conflicts are retried this long before the order is refused as busy: inside the request's
-# MongoDB deadline (MONGODB_REQUEST_TIMEOUT_MS, 3 s), so the answer is ours, not a timeout.
+# An order waits for its trader's earlier orders, and retries a rare conflict, this long before it is
+# refused as busy: inside the request's MongoDB deadline (MONGODB_REQUEST_TIMEOUT_MS, 3 s), so the
+# answer is ours, not a timeout. 50 queued orders of one trader take well under it (docs/performance.md).
 TRANSACTION_BUDGET_SECONDS = 2.0
+# How long an order waits for its trader's earlier orders: 50 at once are served within the deadline.
+ORDER_QUEUE_WAIT_SECONDS = 2.5
 BACKOFF_FIRST_SECONDS = 0.002
 BACKOFF_MAX_SECONDS = 0.1
 
@@ -206,69 +211,21 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2**attempt) * random.uniform(0.5, 1.5))
 
 
-def _execute(*, trader: Trader, symbol: str, side: str, quantity: int, client_order_id: str, price: Decimal) -> Order:
-    """Cash, holding, trade and pending invoice in one transaction; the invoice job is sent on commit."""
+@dataclass(frozen=True)
+class _Ticket:
+    """Everything an order writes, built before its transaction starts (the transaction only sends it)."""
+
+    order: Order
+    trader_id: ObjectId
+    symbol: str
+    side: str
+    quantity: int
+    price: Decimal
+    amount: Decimal
+
+
+def _ticket(*, trader: Trader, symbol: str, side: str, quantity: int, client_order_id: str, price: Decimal) -> _Ticket:
     amount = (price * quantity).quantize(CENT)
-    session = connection.session
-    traders = connection.get_collection(Trader._meta.db_table)
-    holdings = connection.get_collection(Holding._meta.db_table)
-    now = milliseconds(timezone.now())
-    if side == Side.BUY:
-        # Conditional decrement: never an overdraft, whatever runs concurrently.
-        account = traders.find_one_and_update(
-            {"_id": trader.pk, "cash": {"$gte": Decimal128(amount)}},
-            {"$inc": {"cash": Decimal128(-amount), "invoice_sequence": 1}},
-            projection={"invoice_sequence": 1},
-            return_document=ReturnDocument.AFTER,
-            session=session,
-        )
-        if account is None:
-            raise OrderRejected("insufficient_cash", "quantity", f"not enough cash for {quantity} {symbol}", 409)
-        held = holdings.find_one({"trader_id": trader.pk, "symbol": symbol}, session=session)
-        if held is None:
-            holdings.insert_one(
-                {
-                    "trader_id": trader.pk,
-                    "symbol": symbol,
-                    "quantity": quantity,
-                    "average_cost": Decimal128(price.quantize(AVERAGE_COST_STEP)),
-                    "updated_at": now,
-                },
-                session=session,
-            )
-        else:
-            owned = int(held["quantity"])
-            cost = held["average_cost"].to_decimal() * owned + amount
-            holdings.update_one(
-                {"_id": held["_id"]},
-                {
-                    "$set": {
-                        "quantity": owned + quantity,
-                        "average_cost": Decimal128((cost / (owned + quantity)).quantize(AVERAGE_COST_STEP)),
-                        "updated_at": now,
-                    }
-                },
-                session=session,
-            )
-    else:
-        # Conditional decrement: never a short sale. The average cost of what is left is unchanged.
-        held = holdings.find_one_and_update(
-            {"trader_id": trader.pk, "symbol": symbol, "quantity": {"$gte": quantity}},
-            {"$inc": {"quantity": -quantity}, "$set": {"updated_at": now}},
-            return_document=ReturnDocument.AFTER,
-            session=session,
-        )
-        if held is None:
-            raise OrderRejected("insufficient_holding", "quantity", f"you do not hold {quantity} {symbol}", 409)
-        if held["quantity"] == 0:
-            holdings.delete_one({"_id": held["_id"]}, session=session)  # by _id alone: an indexed delete
-        account = traders.find_one_and_update(
-            {"_id": trader.pk},
-            {"$inc": {"cash": Decimal128(amount), "invoice_sequence": 1}},
-            projection={"invoice_sequence": 1},
-            return_document=ReturnDocument.AFTER,
-            session=session,
-        )
     order = Order(
         id=ObjectId(),
         trader=trader,
@@ -278,16 +235,91 @@ def _execute(*, trader: Trader, symbol: str, side: str, quantity: int, client_or
         quantity=quantity,
         price=price,
         amount=amount,
-        created_at=now,
+        created_at=milliseconds(timezone.now()),
     )
-    order.save(force_insert=True)
-    number = int(account["invoice_sequence"])
-    Invoice.objects.create(
-        order=order, trader=trader, number=number, verification_code=invoice_code(order=order, number=number)
+    return _Ticket(order, trader.pk, symbol, side, quantity, price, amount)
+
+
+def _buy_holding_upsert(ticket: _Ticket) -> list[dict[str, Any]]:
+    """One pipeline upsert: add the shares and fold the price into the average cost (a new holding starts at it)."""
+    owned = {"$ifNull": ["$quantity", 0]}
+    cost = {
+        "$add": [{"$multiply": [{"$ifNull": ["$average_cost", Decimal128("0")]}, owned]}, Decimal128(ticket.amount)]
+    }
+    return [
+        {
+            "$set": {
+                "average_cost": {"$round": [{"$divide": [cost, {"$add": [owned, ticket.quantity]}]}, 4]},
+                "quantity": {"$add": [owned, ticket.quantity]},
+                "updated_at": ticket.order.created_at,
+            }
+        }
+    ]
+
+
+def _move_cash(traders: Collection, ticket: _Ticket, session: ClientSession | None) -> int:
+    """Debit (buy, never below zero) or credit (sell) the cash; the trader's next invoice number."""
+    signed = -ticket.amount if ticket.side == Side.BUY else ticket.amount
+    guard: dict[str, Any] = {"cash": {"$gte": Decimal128(ticket.amount)}} if ticket.side == Side.BUY else {}
+    account = traders.find_one_and_update(
+        {"_id": ticket.trader_id, **guard},
+        {"$inc": {"cash": Decimal128(signed), "invoice_sequence": 1}},
+        projection={"invoice_sequence": 1},
+        return_document=ReturnDocument.AFTER,
+        session=session,
     )
-    enqueue_on_commit("apps.portfolio.tasks.generate_invoice", str(order.pk))
-    invalidate_after_commit("profiles", str(trader.user_id))
-    return order
+    if account is None:
+        raise OrderRejected(
+            "insufficient_cash", "quantity", f"not enough cash for {ticket.quantity} {ticket.symbol}", 409
+        )
+    return int(account["invoice_sequence"])
+
+
+def _move_shares(holdings: Collection, ticket: _Ticket, session: ClientSession | None) -> None:
+    """Add (buy) or remove (sell, never short) the shares; a sale to zero deletes the holding."""
+    match = {"trader_id": ticket.trader_id, "symbol": ticket.symbol}
+    if ticket.side == Side.BUY:
+        holdings.update_one(match, _buy_holding_upsert(ticket), upsert=True, session=session)
+        return
+    # The average cost of what is left is unchanged.
+    held = holdings.find_one_and_update(
+        {**match, "quantity": {"$gte": ticket.quantity}},
+        {"$inc": {"quantity": -ticket.quantity}, "$set": {"updated_at": ticket.order.created_at}},
+        projection={"quantity": 1},
+        return_document=ReturnDocument.AFTER,
+        session=session,
+    )
+    if held is None:
+        raise OrderRejected(
+            "insufficient_holding", "quantity", f"you do not hold {ticket.quantity} {ticket.symbol}", 409
+        )
+    if held["quantity"] == 0:
+        holdings.delete_one({"_id": held["_id"]}, session=session)  # by _id alone: an indexed delete
+
+
+def _execute(ticket: _Ticket) -> Order:
+    """Trade, cash, holding and pending invoice in one transaction: 4 writes and the commit.
+
+    The trade goes first, so a repeated client_order_id fails on its unique index before
+    anything else is touched. The invoice job is sent on commit.
+    """
+    session = connection.session
+    ticket.order.save(force_insert=True)
+    number = _move_cash(connection.get_collection(Trader._meta.db_table), ticket, session)
+    _move_shares(connection.get_collection(Holding._meta.db_table), ticket, session)
+    code = invoice_code(order=ticket.order, number=number)  # needs the number: microseconds of CPU, no round trip
+    Invoice.objects.create(order=ticket.order, trader_id=ticket.trader_id, number=number, verification_code=code)
+    enqueue_on_commit("apps.portfolio.tasks.generate_invoice", str(ticket.order.pk))
+    invalidate_after_commit("profiles", account_key(ticket.order.trader.user_id))
+    return ticket.order
+
+
+def _replay_or_retry(
+    trader: Trader, *, client_order_id: str, symbol: str, side: str, quantity: int
+) -> OrderResult | None:
+    """After a duplicate client_order_id: the original order's answer (None: it vanished, try again)."""
+    original = order_by_client_order_id(trader=trader, client_order_id=client_order_id)
+    return None if original is None else _replayed(original, symbol=symbol, side=side, quantity=quantity)
 
 
 def place_order(
@@ -295,33 +327,36 @@ def place_order(
 ) -> OrderResult:
     """Execute a market order at the latest price, exactly once per (trader, client_order_id).
 
-    Raises OrderRejected for anything that cannot be executed; nothing is written then.
+    One trader's orders run one after another (a per-trader lock, `apps.core.locks`), so
+    concurrent orders of one account queue instead of conflicting; the outcome is that of
+    some serial order of them. Raises OrderRejected for anything that cannot be executed;
+    nothing is written then.
     """
     client_order_id = uuid.uuid4().hex if client_order_id is None else client_order_id
     symbol = symbol.strip().upper()
     _validated(side=side, quantity=quantity, client_order_id=client_order_id)
-    deadline = time.monotonic() + TRANSACTION_BUDGET_SECONDS
-    price: Decimal | None = None
+    asked = {"client_order_id": client_order_id, "symbol": symbol, "side": side, "quantity": quantity}
+    started = time.monotonic()
+    try:
+        with one_at_a_time(f"trader:{trader.pk}", wait_seconds=ORDER_QUEUE_WAIT_SECONDS):
+            ORDER_QUEUE_WAIT.observe(time.monotonic() - started)
+            ticket = _ticket(trader=trader, price=_execution_price(symbol), **asked)  # type: ignore[arg-type]
+            return _run(trader, ticket, asked, deadline=started + TRANSACTION_BUDGET_SECONDS)
+    except LockTimeout:
+        raise OrderRejected("busy", "client_order_id", "too many concurrent orders; retry", 503) from None
+
+
+def _run(trader: Trader, ticket: _Ticket, asked: dict[str, Any], *, deadline: float) -> OrderResult:
+    """The transaction, retried on a transient conflict (rare once orders queue: another process' write)."""
     attempt = 0
     while True:
-        original = order_by_client_order_id(trader=trader, client_order_id=client_order_id)
-        if original is not None:
-            return _replayed(original, symbol=symbol, side=side, quantity=quantity)
-        if price is None:
-            price = _execution_price(symbol)
         try:
             with _trading_transaction():
-                order = _execute(
-                    trader=trader,
-                    symbol=symbol,
-                    side=side,
-                    quantity=quantity,
-                    client_order_id=client_order_id,
-                    price=price,
-                )
-            return OrderResult(order=order, created=True)
+                return OrderResult(order=_execute(ticket), created=True)
         except IntegrityError:
-            continue  # the same client_order_id committed concurrently: answer with that order
+            # The client_order_id is taken (an earlier or concurrent request): answer with that order.
+            if (replay := _replay_or_retry(trader, **asked)) is not None:
+                return replay
         except (DatabaseError, PyMongoError) as error:
             if not _is_transient(error):
                 raise

@@ -143,6 +143,7 @@ def test_the_invoice_job_is_sent_after_commit_with_the_trade_id(market, make_tra
 
 def test_the_order_transaction_reads_a_snapshot_and_commits_with_majority(market, make_trader, round_trips) -> None:
     trader, _ = make_trader("1000.00")
+    place_order(trader=trader, symbol="ACME", side="buy", quantity=1)  # the symbol directory is now cached
     counted = round_trips()
     place_order(trader=trader, symbol="ACME", side="buy", quantity=1)
     in_transaction = [d for d in MONGO_COMMANDS.documents if d.get("txnNumber") is not None]
@@ -152,8 +153,24 @@ def test_the_order_transaction_reads_a_snapshot_and_commits_with_majority(market
     assert {d["txnNumber"] for d in in_transaction} == {commit["txnNumber"]}  # one transaction for every write
     written = {next(iter(d)) for d in in_transaction} - {"commitTransaction"}
     assert written >= {"findAndModify", "insert"}
-    # The price (one MGET), then after commit the profile cache's invalidation (DEL and PUBLISH).
-    assert counted.redis_calls == 3
+    # The trader's lock (SET NX), the price (one MGET), after commit the profile cache's invalidation
+    # (DEL and PUBLISH), and the lock's release.
+    assert counted.redis_calls == 5
+
+
+def test_an_order_costs_five_mongodb_round_trips_all_inside_its_transaction(market, make_trader, round_trips) -> None:
+    trader, _ = make_trader("1000.00")
+    place_order(trader=trader, symbol="ACME", side="buy", quantity=1)  # the symbol directory is now cached
+    for side in ("buy", "sell"):
+        counted = round_trips()
+        place_order(trader=trader, symbol="ACME", side=side, quantity=1)
+        assert counted.mongo == [
+            "insert",
+            "findAndModify",
+            "update" if side == "buy" else "findAndModify",
+            "insert",
+            "commitTransaction",
+        ]
 
 
 def transient_conflict() -> OperationFailure:
@@ -167,8 +184,8 @@ def test_a_transient_transaction_conflict_is_retried_until_it_commits(market, ma
     real_execute = services._execute
     failures = iter([transient_conflict(), transient_conflict()])
 
-    def conflicting(**kwargs: object) -> Order:
-        order = real_execute(**kwargs)  # the writes happen, then the commit "conflicts": all must roll back
+    def conflicting(ticket: object) -> Order:
+        order = real_execute(ticket)  # the writes happen, then the commit "conflicts": all must roll back
         if (error := next(failures, None)) is not None:
             raise error
         return order
@@ -185,7 +202,7 @@ def test_conflicts_that_never_clear_end_in_a_503_busy_and_write_nothing(market, 
 
     trader, _ = make_trader("1000.00")
 
-    def always_conflicting(**kwargs: object) -> Order:
+    def always_conflicting(ticket: object) -> Order:
         raise transient_conflict()
 
     monkeypatch.setattr(services, "_execute", always_conflicting)
@@ -226,8 +243,8 @@ def test_a_request_deadline_hit_mid_transaction_aborts_it_at_once(market, make_t
     trader, _ = make_trader("1000.00")
     real_execute = services._execute
 
-    def slow(**kwargs: object) -> Order:
-        order = real_execute(**kwargs)
+    def slow(ticket: object) -> Order:
+        order = real_execute(ticket)
         time.sleep(0.3)  # the deadline passes with the writes done and the commit still to come
         return order
 

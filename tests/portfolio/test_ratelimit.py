@@ -133,19 +133,19 @@ def test_the_limit_also_holds_when_served_asynchronously(make_trader, settings) 
     assert async_to_sync(three_requests)() == [(200, "1"), (200, "0"), (429, "0")]
 
 
-def test_the_limiter_looks_a_token_up_once_per_window_not_per_request(make_trader, monkeypatch) -> None:
-    from apps.core import ratelimit
+def test_a_token_is_looked_up_in_the_database_once_then_served_from_the_cache(make_trader, monkeypatch) -> None:
+    from apps.core import tokens
 
     _, token = make_trader()
     lookups: list[str] = []
-    real = ratelimit.user_for_token
+    real = tokens._load_context
 
-    def counted(raw: str) -> object:
-        lookups.append(raw)
-        return real(raw)
+    def counted(digest: str) -> object:
+        lookups.append(digest)
+        return real(digest)
 
-    monkeypatch.setattr(ratelimit, "user_for_token", counted)
+    monkeypatch.setattr(tokens, "_load_context", counted)
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
     remaining = [client.get("/api/v1/me")["X-RateLimit-Remaining"] for _ in range(5)]
     assert remaining == ["99", "98", "97", "96", "95"]
-    assert lookups == [token]
+    assert lookups == [tokens.token_digest(token)]

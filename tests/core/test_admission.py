@@ -1,0 +1,83 @@
+"""Admission control: a full server process refuses at once with 503 + Retry-After, never calling the app."""
+
+import asyncio
+import contextlib
+from typing import Any
+
+from apps.core.admission import AdmissionControl
+
+
+class HeldApp:
+    """An app whose requests stay in flight until released; counts the calls it gets."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def request(app: Any, path: str = "/api/v1/me") -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "http", "path": path, "headers": []}, receive, send)
+    return sent
+
+
+def test_an_overloaded_worker_answers_503_with_retry_after_without_calling_the_view() -> None:
+    async def scenario() -> None:
+        inner = HeldApp()
+        app = AdmissionControl(inner, max_in_flight=2)
+        admitted = [asyncio.create_task(request(app)) for _ in range(2)]
+        while inner.calls < 2:
+            await asyncio.sleep(0)
+        refused = await request(app)
+        assert inner.calls == 2  # the third request never reached the app
+        start = refused[0]
+        assert start["status"] == 503
+        assert dict(start["headers"])[b"retry-after"] == b"1"
+        assert b'"code":"overloaded"' in refused[1]["body"]
+        inner.release.set()
+        assert [(await task)[0]["status"] for task in admitted] == [200, 200]
+        assert app.in_flight == 0
+        assert (await request(app))[0]["status"] == 200  # capacity is back once they finish
+
+    asyncio.run(scenario())
+
+
+def test_health_checks_are_never_refused() -> None:
+    async def scenario() -> None:
+        inner = HeldApp()
+        app = AdmissionControl(inner, max_in_flight=1)
+        held = asyncio.create_task(request(app))
+        while inner.calls < 1:
+            await asyncio.sleep(0)
+        inner.release.set()
+        assert (await request(app, "/healthz"))[0]["status"] == 200
+        await held
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_request_gives_its_slot_back() -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    async def scenario() -> None:
+        app = AdmissionControl(failing, max_in_flight=1)
+        for _ in range(3):
+            with contextlib.suppress(RuntimeError):
+                await request(app)
+        assert app.in_flight == 0
+
+    asyncio.run(scenario())

@@ -1,0 +1,123 @@
+"""A token's cached context: no MongoDB call for a cached request, and a revoke that reaches every process."""
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from asgiref.testing import ApplicationCommunicator
+from pymongo import monitoring
+
+from apps.core.cache import TwoLayerCache
+from apps.core.models import ApiToken
+from apps.core.tokens import CACHE_NAMESPACE, token_context, token_digest
+
+
+class ThreadCommands(monitoring.CommandListener):
+    """MongoDB commands started by any thread while recording."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.recording:
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+COMMANDS = ThreadCommands()
+monitoring.register(COMMANDS)  # before the test client exists: applies to clients created later
+
+
+def asgi_get(path: str, token: str, host: bytes = b"127.0.0.1") -> tuple[int, dict[bytes, bytes], bytes]:
+    """One request through the project's ASGI application (admission, routing, the lean API stack)."""
+    from trading.asgi import application
+
+    async def call() -> tuple[int, dict[bytes, bytes], bytes]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": [(b"host", host), (b"authorization", f"Bearer {token}".encode())],
+            "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 8000),
+        }
+        communicator = ApplicationCommunicator(application, scope)
+        await communicator.send_input({"type": "http.request", "body": b""})
+        start = await communicator.receive_output(5)
+        body = await communicator.receive_output(5)
+        return start["status"], {k.lower(): v for k, v in start["headers"]}, body["body"]
+
+    return async_to_sync(call)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cached_read_makes_no_mongodb_call(trader: Any) -> None:
+    _, token = trader
+    assert asgi_get("/api/v1/me", token)[0] == 200  # fills the token context and the profile
+    COMMANDS.names.clear()
+    COMMANDS.recording = True
+    try:
+        status, headers, body = asgi_get("/api/v1/me", token)
+    finally:
+        COMMANDS.recording = False
+    assert status == 200 and b'"username":"alice"' in body.replace(b" ", b"")
+    assert headers[b"x-ratelimit-limit"]
+    assert COMMANDS.names == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lean_api_stack_refuses_an_unknown_token_with_401(trader: Any) -> None:
+    status, _headers, body = asgi_get("/api/v1/me", "not-a-token")
+    assert status == 401 and b"unauthorized" in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lean_api_stack_still_checks_the_host_header(trader: Any) -> None:
+    status, _headers, _body = asgi_get("/api/v1/me", trader[1], host=b"evil.example")
+    assert status == 400
+
+
+@pytest.mark.django_db
+def test_revoking_a_token_stops_it_at_once_in_every_process(trader: Any) -> None:
+    _, token = trader
+    other_process = TwoLayerCache()  # another server process' cache: its own L1 and invalidation listener
+    try:
+        other_process.listener.ensure_started()
+        assert other_process.listener.wait_subscribed(5)
+        digest = token_digest(token)
+        assert token_context(token) is not None  # loaded here, now in Redis
+        loaded = other_process.cached(CACHE_NAMESPACE, digest, lambda: pytest.fail("should come from Redis"))
+        assert loaded is not None and f"{CACHE_NAMESPACE}:{digest}" in other_process.local
+
+        ApiToken.objects.filter(digest=digest).delete()
+
+        assert token_context(token) is None  # here at once
+        deadline = time.monotonic() + 5
+        while f"{CACHE_NAMESPACE}:{digest}" in other_process.local and time.monotonic() < deadline:
+            threading.Event().wait(0.01)  # the pub/sub message is on its way
+        assert f"{CACHE_NAMESPACE}:{digest}" not in other_process.local
+        assert other_process.cached(CACHE_NAMESPACE, digest, lambda: pytest.fail("revoked: Redis says None")) is None
+    finally:
+        other_process.listener.stop()
+
+
+@pytest.mark.django_db
+def test_deactivating_a_user_stops_their_cached_token_at_once(trader: Any) -> None:
+    user, token = trader[0].user, trader[1]
+    assert token_context(token) is not None
+    user.is_active = False
+    user.save()
+    assert token_context(token) is None

@@ -1,0 +1,68 @@
+"""Which Django request handler serves an HTTP request, behind admission control.
+
+- Bearer-token requests to /api/ go through `settings.API_MIDDLEWARE` (a lean
+  stack: no session, CSRF, messages or static-file work, one metrics layer);
+- everything else (pages, admin, the browser's session-authenticated API calls)
+  goes through the full `settings.MIDDLEWARE`;
+- with BENCH_BASELINE_ENDPOINT on, /bench/baseline is a bare async django-ninja
+  endpoint with no middleware: the floor bench/api_load.py measures against.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
+
+from apps.core.admission import AdmissionControl, AsgiApp, Receive, Scope, Send
+
+API_PREFIX = "/api/"
+BASELINE_PATH = "/bench/baseline"
+
+
+@contextmanager
+def _middleware(names: list[str]) -> Iterator[None]:
+    """Django builds a handler's chain from settings.MIDDLEWARE: lend it another list while it does (start-up)."""
+    saved = settings.MIDDLEWARE
+    settings.MIDDLEWARE = names
+    try:
+        yield
+    finally:
+        settings.MIDDLEWARE = saved
+
+
+class _HandlerWith(ASGIHandler):
+    def __init__(self, middleware: list[str]) -> None:
+        self._names = middleware
+        super().__init__()
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        with _middleware(self._names):
+            super().load_middleware(is_async)
+
+
+def _sends_bearer(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            return bool(value[:7].lower() == b"bearer ")
+    return False
+
+
+class RequestRouter:
+    def __init__(self, full: AsgiApp) -> None:
+        self.full = full
+        self.lean = _HandlerWith(list(settings.API_MIDDLEWARE))
+        self.baseline = _HandlerWith([]) if settings.BENCH_BASELINE_ENDPOINT else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if path.startswith(API_PREFIX) and _sends_bearer(scope):
+            await self.lean(scope, receive, send)
+        elif self.baseline is not None and path == BASELINE_PATH:
+            await self.baseline(scope, receive, send)
+        else:
+            await self.full(scope, receive, send)
+
+
+def http_application(full: AsgiApp) -> AsgiApp:
+    return AdmissionControl(RequestRouter(full), max_in_flight=settings.ADMISSION_MAX_IN_FLIGHT)
