@@ -519,6 +519,10 @@ class RedisMemoryStatus:
 
 
 LRU_POLICIES = frozenset({"allkeys-lru", "volatile-lru"})
+# One Redis holds evictable data (cache values, each with a TTL) and durable data without one (the tick
+# stream, the Celery queue and its unacknowledged messages): evict least recently used keys among those
+# that expire, never the others.
+EVICTION_POLICY = "volatile-lru"
 
 
 def redis_memory_status(client: redis.Redis | None = None) -> RedisMemoryStatus:
@@ -532,9 +536,14 @@ def redis_memory_status(client: redis.Redis | None = None) -> RedisMemoryStatus:
 
 
 def redis_policy_problem(status: RedisMemoryStatus) -> str | None:
-    """Why this Redis cannot serve as an LRU cache (Property 22), or None when it can."""
-    if not status.evicts_lru:
-        return f"Redis maxmemory-policy is {status.policy!r}; set allkeys-lru so a full cache evicts old keys"
+    """Why this Redis cannot serve as an LRU cache beside durable data (Property 22), or None when it can."""
+    if status.policy.startswith("allkeys-"):
+        return (
+            f"Redis maxmemory-policy is {status.policy!r}: a full Redis could evict durable keys (the tick stream, "
+            f"queued jobs); set {EVICTION_POLICY} so only cache values (they all expire) are evicted"
+        )
+    if status.policy != EVICTION_POLICY:
+        return f"Redis maxmemory-policy is {status.policy!r}; set {EVICTION_POLICY} so a full cache evicts old values"
     if not status.maxmemory:
         return "Redis has no maxmemory: the LRU policy never applies and the cache can grow without bound"
     return None
@@ -552,7 +561,7 @@ def redis_eviction_check(app_configs: Any = None, **kwargs: Any) -> list[checks.
         if problem is None
         else [
             checks.Warning(
-                problem, id="core.W001", hint="CONFIG SET maxmemory <bytes> and CONFIG SET maxmemory-policy allkeys-lru"
+                problem, id="core.W001", hint=f"CONFIG SET maxmemory <bytes> and CONFIG SET maxmemory-policy {EVICTION_POLICY}"
             )
         ]
     )
