@@ -561,7 +561,9 @@ def redis_eviction_check(app_configs: Any = None, **kwargs: Any) -> list[checks.
         if problem is None
         else [
             checks.Warning(
-                problem, id="core.W001", hint=f"CONFIG SET maxmemory <bytes> and CONFIG SET maxmemory-policy {EVICTION_POLICY}"
+                problem,
+                id="core.W001",
+                hint=f"CONFIG SET maxmemory <bytes> and CONFIG SET maxmemory-policy {EVICTION_POLICY}",
             )
         ]
     )
