@@ -41,6 +41,7 @@ from django.core import checks
 from django.core.cache import caches
 from django_mongodb_backend import transaction
 
+from apps.core.pressure import register_shedder
 from apps.core.redis import key as redis_key
 from apps.core.redis import redis_client
 from apps.monitoring.metrics import CACHE_DEGRADED, CACHE_REQUESTS
@@ -125,9 +126,12 @@ class LocalCache:
             for key in [k for k in self._entries if k.startswith(prefix)]:
                 del self._entries[key]
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        """Drop every entry; returns how many there were."""
         with self._lock:
+            count = len(self._entries)
             self._entries.clear()
+            return count
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -470,6 +474,8 @@ def default_cache() -> TwoLayerCache:
     with _default_guard:
         if _default is None:
             _default = TwoLayerCache()
+            local = _default.local
+            register_shedder("l1_cache", local.clear)  # memory pressure: L1 refills from Redis
         return _default
 
 

@@ -93,6 +93,10 @@ REDIS_MAXMEMORY = Gauge(
 )
 REDIS_CONNECTIONS = Gauge("trading_redis_connected_clients", "Redis connected_clients", multiprocess_mode="mostrecent")
 # One series per live process (prometheus_client adds the pid label); `role` says which kind of process.
+MEMORY_SHEDS = Counter(
+    "trading_memory_sheds_total", "Times a process shed rebuildable memory at the memory threshold", ["role"]
+)
+MEMORY_SHED_ITEMS = Counter("trading_memory_shed_items_total", "Items dropped under memory pressure", ["what"])
 PROCESS_MEMORY = Gauge(
     "trading_process_resident_memory_bytes", "Resident memory of a process", ["role"], multiprocess_mode="liveall"
 )
