@@ -3,6 +3,7 @@
 python -m bench                 # every benchmark
 python -m bench history cache   # only these
 python -m bench --quick         # smaller, faster runs (smoke check)
+python -m bench faults --check  # exit 1 when a benchmark reports a missed target
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import sys
 import time
 from datetime import UTC, datetime
 
 from bench.common import BASE_DIR, machine, progress
 
-BENCHMARKS = ["history", "ingest", "cache", "orders", "ws_fanout", "dashboard_cpu", "monitoring"]
+BENCHMARKS = ["history", "ingest", "cache", "orders", "ws_fanout", "dashboard_cpu", "monitoring", "faults"]
 REPORT = BASE_DIR / "docs" / "performance.md"
 HEADER = """# Performance
 
@@ -37,7 +39,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a benchmark reports a missed target")
     args = parser.parse_args()
+    missed: list[str] = []
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
@@ -49,10 +53,16 @@ def main() -> None:
             continue
         progress(f"{name}: running{' (quick)' if args.quick else ''}")
         started = time.monotonic()
-        body = module.run(quick=args.quick)
+        # run() returns the section, or (section, the targets it missed)
+        result = module.run(quick=args.quick)
+        body, misses = (result, []) if isinstance(result, str) else result
+        missed += [f"{name}: {miss}" for miss in misses]
         print(f"\n{body}\n", flush=True)
         write_section(name, body)
         progress(f"{name}: done in {time.monotonic() - started:.0f} s")
+    if args.check and missed:
+        progress("missed: " + "; ".join(missed))
+        sys.exit(1)
 
 
 if __name__ == "__main__":
