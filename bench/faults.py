@@ -104,9 +104,38 @@ def redis_full_row() -> Row:
     )
 
 
+class PrivateRedis:
+    """A redis-server of the scenario's own (never the machine's), configured as the embedded one, with AOF."""
+
+    def __init__(self, name: str) -> None:
+        from trading import devstack
+
+        self.port = devstack.free_port()
+        self.directory = tempfile.mkdtemp(prefix=f"bench-{name}-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        from trading import devstack
+
+        argv = ["/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.directory]
+        argv += devstack.redis_durability_args(append_only=True)
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        devstack.wait_for_port(self.port, process=self.process, what="redis-server")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()  # SHUTDOWN: the append-only file is flushed
+            self.process.wait(30)
+            self.process = None
+
+
 # --- the supervised stack ----------------------------------------------------------------------------
 class SupervisedStack:
-    def __init__(self) -> None:
+    def __init__(self, **env: str) -> None:
         from trading import devstack
 
         self.port = devstack.free_port()
@@ -114,6 +143,7 @@ class SupervisedStack:
         self.env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
         self.env.update(PORT=str(self.port), REDIS_KEY_PREFIX=self.prefix, LOG_LEVEL="WARNING")
         self.env["API_RATE_LIMIT"] = "100000/m"  # the load is one trader at several orders a second
+        self.env.update(env)
         self.process: subprocess.Popen[bytes] | None = None
         self.log = VAR / "log" / "bench-faults-stack.log"
 
@@ -297,6 +327,105 @@ def uvicorn_worker_row(stack: SupervisedStack) -> Row:
     )
 
 
+def database_restart_row(stack: SupervisedStack, load: Load) -> Row:
+    """kill -9 of the embedded SecantusDB: what the API answers until supervisord has it back."""
+    import urllib.error
+    import urllib.request
+
+    answers: list[tuple[int, bool]] = []  # (status, has Retry-After)
+    done = threading.Event()
+
+    def probe() -> None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{stack.port}/api/v1/me", headers={"Authorization": f"Bearer {load.token}"}
+        )
+        while not done.is_set():
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    answers.append((response.status, False))
+            except urllib.error.HTTPError as error:
+                answers.append((error.code, error.headers.get("Retry-After") is not None))
+            except OSError:
+                answers.append((0, False))
+            time.sleep(0.2)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    row = kill_row(stack, load, "secantusdb")
+    done.set()
+    prober.join()
+    failures = [(status, retry) for status, retry in answers if status != 200]
+    bad = [status for status, retry in failures if not (status == 503 and retry)]
+    measured = f"{row.measured}; API during it: {len(answers) - len(failures)} × 200, " + ", ".join(
+        f"{sum(1 for s, _ in failures if s == code)} × {code or 'no answer'}"
+        for code in sorted({s for s, _ in failures})
+    )
+    return Row(
+        "database killed (-9) and restarted",
+        "503 + Retry-After meanwhile; restarted ≤ 5 s; no app restart",
+        measured,
+        None,
+        row.recovered_s,
+        row.holds and not bad,
+    )
+
+
+def broker_down_row(stack: SupervisedStack, load: Load, broker: PrivateRedis) -> Row:
+    """The Celery broker (its own Redis) stopped while orders commit; started again 10 s later."""
+    answered_before = {cid for cid, status in load.answered.items() if status == 201}
+    broker.stop()
+    time.sleep(10)  # the fault's duration: orders keep arriving at the load's rate
+    during = {cid for cid, status in load.answered.items() if status == 201} - answered_before
+    broker.start()
+    db = stack.database()
+    order_ids = [doc["_id"] for doc in db["portfolio_order"].find({"client_order_id": {"$in": list(during)}})]  # type: ignore[index]
+
+    def ready() -> bool:
+        count = db["portfolio_invoice"].count_documents({"order_id": {"$in": order_ids}, "status": "ready"})  # type: ignore[index]
+        return bool(count == len(order_ids))
+
+    recovered = wait_until(ready, timeout=INVOICE_TARGET_SECONDS + 60, poll=1.0)
+    not_ready = len(order_ids) - db["portfolio_invoice"].count_documents(  # type: ignore[index]
+        {"order_id": {"$in": order_ids}, "status": "ready"}
+    )
+    measured = f"{len(during)} orders succeeded while it was down; {len(order_ids) - not_ready} invoices ready after"
+    return Row(
+        "broker down at order commit (10 s)",
+        "order succeeds; invoice ready after the broker returns",
+        measured,
+        not_ready,
+        None if recovered is None else round(recovered, 1),
+        bool(during) and not_ready == 0 and recovered is not None,
+    )
+
+
+def redis_restart_row(stack: SupervisedStack, load: Load, cache_redis: PrivateRedis) -> Row:
+    """The app's Redis (cache, quotes, tick stream, channel layer) restarted; its AOF brings the stream back."""
+    stream = f"{stack.prefix}:ticks"
+    before = stack.redis().xlen(stream)
+    cache_redis.stop()
+    time.sleep(3)
+    cache_redis.start()
+    after = stack.redis().xlen(stream)
+    frames = load.frames
+    answered = len(load.answered)
+    recovered = wait_until(
+        lambda: load.frames > frames + WS_CLIENTS and len(load.answered) > answered + 2, timeout=120, poll=0.2
+    )
+    measured = (
+        f"stream {before} entries before the stop, {after} after the restart; feed and orders flowing "
+        f"again after {recovered if recovered is None else round(recovered, 1)} s"
+    )
+    return Row(
+        "Redis restarted (private redis-server, AOF)",
+        "stream kept; cache, feed, Celery reconnect",
+        measured,
+        None,
+        None if recovered is None else round(recovered, 1),
+        recovered is not None,
+    )
+
+
 def settle(stack: SupervisedStack, load: Load, created_before: int) -> list[Row]:
     """Stop the ticks, let the persister drain and invoices finish; count what was lost or doubled."""
     load.stopping.set()
@@ -354,29 +483,50 @@ def settle(stack: SupervisedStack, load: Load, created_before: int) -> list[Row]
 
 def stack_rows(quick: bool) -> list[Row]:
     rows = []
-    with SupervisedStack() as stack:
-        name = f"fault{uuid.uuid4().hex[:6]}"
-        token = stack.manage("create_trader", name, "--cash", "100000000").strip().split()[-1]
-        db = stack.database()
-        symbols = [doc["ticker"] for doc in db["market_symbol"].find({}, {"ticker": 1}).limit(50)]  # type: ignore[index]
-        # The simulator's counter starts with its process; ticks stored before it are not this run's.
-        stack.ctl("stop", "market")
-        wait_until(lambda: stack.redis().xlen(f"{stack.prefix}:ticks") == 0, timeout=60)
-        stored_before = db["market_pricetick"].count_documents({})  # type: ignore[index]
-        generated_before = stack.ticks_generated()
-        stack.ctl("start", "market")
-        load = Load(stack.port, token, symbols)
-        load.start()
-        time.sleep(3)  # load running before the first fault
-        programs = ["persister", "market", "beat", "worker", "web", "secantusdb"]
-        progress("faults: kill -9 one uvicorn worker")
-        rows.append(uvicorn_worker_row(stack))
-        for program in programs[:3] if quick else programs:
-            progress(f"faults: kill -9 {program}")
-            rows.append(kill_row(stack, load, program))
-        settled = settle(stack, load, stored_before)
-        settled[0] = adjust_ticks(settled[0], generated_before)
-        rows += settled
+    app_redis, broker = PrivateRedis("redis"), PrivateRedis("broker")
+    app_redis.start()
+    broker.start()
+    try:
+        with SupervisedStack(REDIS_URL=app_redis.url, CELERY_BROKER_URL=broker.url) as stack:
+            rows += faults_under_load(stack, quick, app_redis, broker)
+    finally:
+        app_redis.stop()
+        broker.stop()
+    return rows
+
+
+def faults_under_load(stack: SupervisedStack, quick: bool, app_redis: PrivateRedis, broker: PrivateRedis) -> list[Row]:
+    rows = []
+    name = f"fault{uuid.uuid4().hex[:6]}"
+    token = stack.manage("create_trader", name, "--cash", "100000000").strip().split()[-1]
+    db = stack.database()
+    symbols = [doc["ticker"] for doc in db["market_symbol"].find({}, {"ticker": 1}).limit(50)]  # type: ignore[index]
+    # The simulator's counter starts with its process; ticks stored before it are not this run's.
+    stack.ctl("stop", "market")
+    wait_until(lambda: stack.redis().xlen(f"{stack.prefix}:ticks") == 0, timeout=60)
+    stored_before = db["market_pricetick"].count_documents({})  # type: ignore[index]
+    generated_before = stack.ticks_generated()
+    stack.ctl("start", "market")
+    load = Load(stack.port, token, symbols)
+    load.start()
+    time.sleep(3)  # load running before the first fault
+    programs = ["persister", "market", "beat", "worker", "web", "secantusdb"]
+    progress("faults: kill -9 one uvicorn worker")
+    rows.append(uvicorn_worker_row(stack))
+    for program in programs[:3] if quick else programs[:-1]:
+        progress(f"faults: kill -9 {program}")
+        rows.append(kill_row(stack, load, program))
+    if not quick:
+        progress("faults: kill -9 secantusdb")
+        rows.append(database_restart_row(stack, load))
+    if not quick:
+        progress("faults: broker down at order commit")
+        rows.append(broker_down_row(stack, load, broker))
+        progress("faults: Redis restarted")
+        rows.append(redis_restart_row(stack, load, app_redis))
+    settled = settle(stack, load, stored_before)
+    settled[0] = adjust_ticks(settled[0], generated_before)
+    rows += settled
     return rows
 
 
@@ -396,10 +546,6 @@ def adjust_ticks(row: Row, generated_before: float) -> Row:
 
 
 NOT_AUTOMATED = [
-    ("web worker killed mid-order, client retries with the same client_order_id", "exactly one trade"),
-    ("broker down at order commit", "order succeeds; invoice ready after the broker returns"),
-    ("Redis restarted (private redis-server with AOF)", "stream stored; caches, layer, Celery reconnect"),
-    ("database restarted", "503 with Retry-After meanwhile; persister catches up"),
     ("a WebSocket client that never reads, for 60 s", "its memory bounded; others unaffected"),
 ]
 
