@@ -356,10 +356,9 @@ def database_restart_row(stack: SupervisedStack, load: Load) -> Row:
     prober.join()
     failures = [(status, retry) for status, retry in answers if status != 200]
     bad = [status for status, retry in failures if not (status == 503 and retry)]
-    measured = f"{row.measured}; API during it: {len(answers) - len(failures)} × 200, " + ", ".join(
-        f"{sum(1 for s, _ in failures if s == code)} × {code or 'no answer'}"
-        for code in sorted({s for s, _ in failures})
-    )
+    codes = sorted({status for status, _ in failures})
+    counts = ", ".join(f"{sum(1 for s, _ in failures if s == code)} x {code or 'no answer'}" for code in codes)
+    measured = f"{row.measured}; API meanwhile: {len(answers) - len(failures)} x 200, {counts or 'no errors'}"
     return Row(
         "database killed (-9) and restarted",
         "503 + Retry-After meanwhile; restarted ≤ 5 s; no app restart",
