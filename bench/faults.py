@@ -450,6 +450,7 @@ def redis_restart_row(stack: SupervisedStack, load: Load, cache_redis: PrivateRe
     cache_redis.stop()
     time.sleep(3)
     cache_redis.start()
+    wait_until(lambda: stack.redis().ping(), timeout=60)  # answers "LOADING" while it replays its AOF
     after = stack.redis().xlen(stream)
     frames = load.frames
     answered = len(load.answered)
@@ -539,6 +540,14 @@ def stack_rows(quick: bool) -> list[Row]:
     return rows
 
 
+def guarded(fault: str, expected: str, scenario: Callable[[], Row]) -> Row:
+    """A scenario that raised is a failed row with the error, not a lost table."""
+    try:
+        return scenario()
+    except Exception as error:
+        return Row(fault, expected, f"scenario failed: {type(error).__name__}: {error}"[:200], None, None, False)
+
+
 def faults_under_load(stack: SupervisedStack, quick: bool, app_redis: PrivateRedis, broker: PrivateRedis) -> list[Row]:
     rows = []
     # Many traders: orders of one trader contend (a known limit, DESIGN.md "Contention"), not this issue's subject.
@@ -556,20 +565,20 @@ def faults_under_load(stack: SupervisedStack, quick: bool, app_redis: PrivateRed
     time.sleep(3)  # load running before the first fault
     programs = ["persister", "market", "beat", "worker", "web", "secantusdb"]
     progress("faults: kill -9 one uvicorn worker")
-    rows.append(uvicorn_worker_row(stack))
+    rows.append(guarded("kill -9 one uvicorn worker", "replaced", lambda: uvicorn_worker_row(stack)))
     for program in programs[:3] if quick else programs[:-1]:
         progress(f"faults: kill -9 {program}")
-        rows.append(kill_row(stack, load, program))
+        rows.append(guarded(f"kill -9 {program}", "restarted", lambda: kill_row(stack, load, program)))  # noqa: B023
     if not quick:
         progress("faults: kill -9 secantusdb")
-        rows.append(database_restart_row(stack, load))
+        rows.append(guarded("database killed", "restarted", lambda: database_restart_row(stack, load)))
     if not quick:
         progress("faults: a WebSocket client that never reads")
-        rows.append(silent_reader_row(stack, load))
+        rows.append(guarded("silent WebSocket reader", "bounded", lambda: silent_reader_row(stack, load)))
         progress("faults: broker down at order commit")
-        rows.append(broker_down_row(stack, load, broker))
+        rows.append(guarded("broker down", "invoices ready", lambda: broker_down_row(stack, load, broker)))
         progress("faults: Redis restarted")
-        rows.append(redis_restart_row(stack, load, app_redis))
+        rows.append(guarded("Redis restarted", "reconnect", lambda: redis_restart_row(stack, load, app_redis)))
     settled = settle(stack, load, stored_before)
     settled[0] = adjust_ticks(settled[0], generated_before)
     rows += settled
