@@ -504,7 +504,7 @@ def settle(stack: SupervisedStack, load: Load, created_before: int) -> list[Row]
             f"{int(generated)} generated, {stored - created_before} stored"
             f" (drained in {drained if drained is None else round(drained, 1)} s)",
             ticks_lost,
-            drained,
+            None if drained is None else round(drained, 1),
             ticks_lost == 0 and drained is not None,
         ),
         Row(
