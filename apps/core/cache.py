@@ -41,6 +41,7 @@ from django.core.cache import caches
 from django_mongodb_backend import transaction
 
 from apps.core import codec
+from apps.core.pressure import register_shedder
 from apps.core.redis import key as redis_key
 from apps.core.redis import redis_client
 from apps.monitoring.metrics import CACHE_DEGRADED, CACHE_REQUESTS
@@ -128,9 +129,12 @@ class LocalCache:
             for key in [k for k in self._entries if k.startswith(prefix)]:
                 del self._entries[key]
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        """Drop every entry; returns how many there were."""
         with self._lock:
+            count = len(self._entries)
             self._entries.clear()
+            return count
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -507,6 +511,8 @@ def default_cache() -> TwoLayerCache:
     with _default_guard:
         if _default is None:
             _default = TwoLayerCache()
+            local = _default.local
+            register_shedder("l1_cache", local.clear)  # memory pressure: L1 refills from Redis
         return _default
 
 
@@ -560,6 +566,10 @@ class RedisMemoryStatus:
 
 
 LRU_POLICIES = frozenset({"allkeys-lru", "volatile-lru"})
+# One Redis holds evictable data (cache values, each with a TTL) and durable data without one (the tick
+# stream, the Celery queue and its unacknowledged messages): evict least recently used keys among those
+# that expire, never the others.
+EVICTION_POLICY = "volatile-lru"
 
 
 def redis_memory_status(client: redis.Redis | None = None) -> RedisMemoryStatus:
@@ -573,9 +583,14 @@ def redis_memory_status(client: redis.Redis | None = None) -> RedisMemoryStatus:
 
 
 def redis_policy_problem(status: RedisMemoryStatus) -> str | None:
-    """Why this Redis cannot serve as an LRU cache (Property 22), or None when it can."""
-    if not status.evicts_lru:
-        return f"Redis maxmemory-policy is {status.policy!r}; set allkeys-lru so a full cache evicts old keys"
+    """Why this Redis cannot serve as an LRU cache beside durable data (Property 22), or None when it can."""
+    if status.policy.startswith("allkeys-"):
+        return (
+            f"Redis maxmemory-policy is {status.policy!r}: a full Redis could evict durable keys (the tick stream, "
+            f"queued jobs); set {EVICTION_POLICY} so only cache values (they all expire) are evicted"
+        )
+    if status.policy != EVICTION_POLICY:
+        return f"Redis maxmemory-policy is {status.policy!r}; set {EVICTION_POLICY} so a full cache evicts old values"
     if not status.maxmemory:
         return "Redis has no maxmemory: the LRU policy never applies and the cache can grow without bound"
     return None
@@ -593,7 +608,9 @@ def redis_eviction_check(app_configs: Any = None, **kwargs: Any) -> list[checks.
         if problem is None
         else [
             checks.Warning(
-                problem, id="core.W001", hint="CONFIG SET maxmemory <bytes> and CONFIG SET maxmemory-policy allkeys-lru"
+                problem,
+                id="core.W001",
+                hint=f"CONFIG SET maxmemory <bytes> and CONFIG SET maxmemory-policy {EVICTION_POLICY}",
             )
         ]
     )

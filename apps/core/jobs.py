@@ -10,11 +10,17 @@
   (Property 35). Its effect must be MongoDB writes (they join the transaction).
 - `dead_letters_replay(...)`: send dead letters again (admin action and
   `manage.py replay_dead_letters`).
+- The outbox: a job whose record is durable (an invoice pending in MongoDB)
+  is sent on commit; when the broker refuses, `enqueue_on_commit` logs and
+  counts it and the record's sweeper sends it later (`outbox_claim`), only
+  when no live job holds the record (`job_lease` / `job_is_live`).
 """
 
+import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Any, TypeVar
 
 from celery import Task
@@ -101,9 +107,63 @@ class ReliableTask(Task):
 
 
 def enqueue_on_commit(task: Task | str, *args: Any, **kwargs: Any) -> None:
-    """Send `task` (or its dotted path) after the current transaction commits; at once outside one."""
+    """Send `task` (or its dotted path) after the current transaction commits; at once outside one.
+
+    The commit is done by then: a broker that refuses the job must not turn it into an error
+    (`send_or_leave_to_outbox`)."""
     resolved: Task = import_string(task) if isinstance(task, str) else task
-    transaction.on_commit(lambda: resolved.apply_async(args=args, kwargs=kwargs))
+    transaction.on_commit(lambda: send_or_leave_to_outbox(resolved, args, kwargs))
+
+
+def send_or_leave_to_outbox(task: Task | str, args: Iterable[Any], kwargs: dict[str, Any]) -> bool:
+    """Send `task` now; when the broker is unreachable log and count it (its sweeper sends it later)."""
+    from apps.monitoring.metrics import JOBS_LEFT_IN_OUTBOX
+
+    task = import_string(task) if isinstance(task, str) else task
+    try:
+        task.apply_async(args=list(args), kwargs=kwargs)
+    except Exception:
+        logger.warning("job %s could not be sent; its outbox sweeper sends it later", task.name, exc_info=True)
+        JOBS_LEFT_IN_OUTBOX.labels(task=task.name).inc()
+        return False
+    return True
+
+
+def _lease_key(key: str) -> str:
+    from apps.core.redis import key as redis_key
+
+    return redis_key("job-lease", key)
+
+
+@contextlib.contextmanager
+def job_lease(key: str, *, seconds: int) -> Iterator[None]:
+    """Say "a job is working on `key`" for at most `seconds` (a killed worker's lease expires by itself)."""
+    from apps.core.redis import redis_client
+
+    client = redis_client()
+    client.set(_lease_key(key), 1, ex=seconds)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # the lease expires anyway
+            client.delete(_lease_key(key))
+
+
+def job_is_live(key: str) -> bool:
+    from apps.core.redis import redis_client
+
+    return bool(redis_client().exists(_lease_key(key)))
+
+
+def outbox_claim(
+    collection: Any, document_id: Any, *, sent_field: str, last_sent: datetime | None, now: datetime
+) -> bool:
+    """Claim one resend of a record's job: True for exactly one of any number of concurrent sweepers.
+
+    The claim moves `sent_field` from the value the sweeper read to `now`; a sweeper that read an older
+    value (another one claimed meanwhile) changes nothing (Property 35: one resend per stale period)."""
+    result = collection.update_one({"_id": document_id, sent_field: last_sent}, {"$set": {sent_field: now}})
+    return bool(result.modified_count == 1)
 
 
 def run_once(key: str, effect: Callable[[], T], *, task_name: str = "") -> tuple[bool, T | None]:

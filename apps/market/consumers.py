@@ -13,6 +13,7 @@ at once. A token in the URL (`?token=`) is refused: URLs end up in access logs
 (the server's and every proxy's), headers do not (docs/decisions/0007).
 """
 
+from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -44,6 +45,14 @@ class MarketFeedConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = WITHOUT_CHANNEL_LAYER
     session: FeedSession | None = None
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # A handler that raises ends the consumer without `disconnect`: forget the connection anyway, or the
+        # hub keeps its watcher and subscriptions (and the connection gauge counts it) for ever.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._end_session()
+
     async def connect(self) -> None:
         if "token" in parse_qs(self.scope.get("query_string", b"").decode(errors="replace")):
             await self.close(code=CLOSE_TOKEN_IN_URL)
@@ -70,10 +79,13 @@ class MarketFeedConsumer(AsyncWebsocketConsumer):
             await self.close(code=reply.close_code)
 
     async def disconnect(self, code: int) -> None:
-        if self.session is not None:
-            await self.session.end()
-            self.session = None
+        await self._end_session()
+
+    async def _end_session(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
             WS_CONNECTIONS.dec()
+            await session.end()
 
     async def send_frame(self, text: str) -> None:
         """The hub's write path: straight to the server, skipping the consumer's message dispatch."""

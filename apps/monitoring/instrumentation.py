@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from django.conf import settings
 from prometheus_client import multiprocess
 from pymongo import monitoring
 
+from apps.core.pressure import MemoryPressureWatch
 from apps.monitoring.metrics import DB_QUERY, DB_QUERY_FAILURES, PROCESS_CPU, PROCESS_MEMORY
 
 logger = logging.getLogger(__name__)
@@ -198,11 +200,14 @@ class ProcessSampler:
         self.interval = interval
         self._stop = threading.Event()
         self._process = psutil.Process()
+        # Property 25's threshold: the alert fires there, and each process gives back what it can rebuild.
+        self._pressure = MemoryPressureWatch(threshold_percent=settings.ALERT_THRESHOLDS["memory_percent"], role=role)
 
     def sample(self) -> None:
         with self._process.oneshot():
             PROCESS_MEMORY.labels(role=self.role).set(self._process.memory_info().rss)
             PROCESS_CPU.labels(role=self.role).set(self._process.cpu_percent(interval=None))
+        self._pressure.observe(psutil.virtual_memory().percent)
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="process-sampler", daemon=True).start()

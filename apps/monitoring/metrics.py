@@ -72,6 +72,10 @@ INVOICES_RENDERED = Counter("trading_invoices_rendered_total", "Invoice PDFs ren
 # --- Jobs ------------------------------------------------------------------------------
 TASK_DURATION = Histogram("trading_task_seconds", "Celery task run time", ["task"], buckets=LATENCY_BUCKETS)
 TASK_RETRIES = Counter("trading_task_retries_total", "Celery task retries", ["task"])
+JOBS_LEFT_IN_OUTBOX = Counter(
+    "trading_jobs_left_in_outbox_total", "Jobs the broker refused at commit, left to their outbox sweeper", ["task"]
+)
+OUTBOX_RESENT = Counter("trading_outbox_resent_total", "Jobs sent again by an outbox sweeper", ["task"])
 DEAD_LETTERS = Counter("trading_dead_letters_total", "Jobs moved to the dead-letter store", ["task"])
 TASK_FAILURES = Counter("trading_task_failures_total", "Celery task runs that raised", ["task"])
 CELERY_QUEUE_LENGTH = Gauge(
@@ -98,6 +102,10 @@ REDIS_MAXMEMORY = Gauge(
 )
 REDIS_CONNECTIONS = Gauge("trading_redis_connected_clients", "Redis connected_clients", multiprocess_mode="mostrecent")
 # One series per live process (prometheus_client adds the pid label); `role` says which kind of process.
+MEMORY_SHEDS = Counter(
+    "trading_memory_sheds_total", "Times a process shed rebuildable memory at the memory threshold", ["role"]
+)
+MEMORY_SHED_ITEMS = Counter("trading_memory_shed_items_total", "Items dropped under memory pressure", ["what"])
 PROCESS_MEMORY = Gauge(
     "trading_process_resident_memory_bytes", "Resident memory of a process", ["role"], multiprocess_mode="liveall"
 )

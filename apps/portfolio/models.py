@@ -109,11 +109,15 @@ class Invoice(models.Model):
     pdf = models.BinaryField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
+    resent_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the outbox sweeper last sent its job again."
+    )
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["trader", "number"], name="invoice_trader_number")]
         indexes = [
+            models.Index(fields=["status", "created_at"], name="invoice_outbox"),  # the sweeper's query
             LookupIndex(fields=["order", "status"], name="invoice_order_lookup"),
             LookupIndex(fields=["verification_code", "trader"], name="invoice_code_lookup"),
         ]

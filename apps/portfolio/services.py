@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -28,12 +29,12 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from apps.core.cache import invalidate_after_commit
-from apps.core.jobs import enqueue_on_commit
+from apps.core.jobs import enqueue_on_commit, job_is_live, outbox_claim, send_or_leave_to_outbox
 from apps.core.locks import LockTimeout, one_at_a_time
 from apps.core.tokens import token_create
 from apps.market.quotes import latest_prices
 from apps.market.selectors import symbol_by_ticker
-from apps.monitoring.metrics import ORDER_CONFLICTS, ORDER_QUEUE_WAIT
+from apps.monitoring.metrics import ORDER_CONFLICTS, ORDER_QUEUE_WAIT, OUTBOX_RESENT
 from apps.portfolio.invoices import invoice_code, milliseconds
 from apps.portfolio.models import Holding, Invoice, Order, Side, Trader
 from apps.portfolio.selectors import account_key, order_by_client_order_id
@@ -309,7 +310,7 @@ def _execute(ticket: _Ticket) -> Order:
     _move_shares(connection.get_collection(Holding._meta.db_table), ticket, session)
     code = invoice_code(order=ticket.order, number=number)  # needs the number: microseconds of CPU, no round trip
     Invoice.objects.create(order=ticket.order, trader_id=ticket.trader_id, number=number, verification_code=code)
-    enqueue_on_commit("apps.portfolio.tasks.generate_invoice", str(ticket.order.pk))
+    enqueue_on_commit(INVOICE_TASK, str(ticket.order.pk))
     invalidate_after_commit("profiles", account_key(ticket.order.trader.user_id))
     return ticket.order
 
@@ -368,6 +369,42 @@ def _run(trader: Trader, ticket: _Ticket, asked: dict[str, Any], *, deadline: fl
 
 
 # --- Invoices ---------------------------------------------------------------------------
+INVOICE_TASK = "apps.portfolio.tasks.generate_invoice"
+
+
+def invoice_job_key(order_id: ObjectId | str) -> str:
+    """The lease a running invoice job holds (apps/core/jobs.py `job_lease`)."""
+    return f"invoice:{order_id}"
+
+
+def invoices_resend_stalled(*, older_than: timedelta, now: datetime | None = None, limit: int = 500) -> int:
+    """The invoice outbox: send the job of each invoice pending longer than `older_than` again, once per
+    period, unless a live job holds it. Covers a broker that refused the job at commit and a worker killed
+    while rendering. A duplicate delivery changes nothing (`invoice_mark_ready` marks ready once)."""
+    now = now or timezone.now()
+    cutoff = now - older_than
+    invoices = connection.get_collection(Invoice._meta.db_table)
+    stalled = invoices.find(
+        {"status": Invoice.Status.PENDING, "created_at": {"$lt": cutoff}},
+        projection={"order_id": 1, "resent_at": 1},
+        limit=limit,
+    )
+    resent = 0
+    for invoice in stalled:
+        last_sent = invoice.get("resent_at")
+        if last_sent is not None and last_sent.replace(tzinfo=cutoff.tzinfo) >= cutoff:
+            continue  # sent again recently: give that job its period
+        if job_is_live(invoice_job_key(invoice["order_id"])):
+            continue  # being rendered right now
+        claimed = outbox_claim(invoices, invoice["_id"], sent_field="resent_at", last_sent=last_sent, now=now)
+        if claimed and send_or_leave_to_outbox(INVOICE_TASK, [str(invoice["order_id"])], {}):
+            OUTBOX_RESENT.labels(task=INVOICE_TASK).inc()
+            resent += 1
+    if resent:
+        logger.warning("invoice outbox: sent %d stalled invoice jobs again", resent)
+    return resent
+
+
 def invoice_mark_ready(*, invoice: Invoice, pdf: bytes) -> bool:
     """Store the PDF and mark the invoice ready, once: False when it already was (a redelivered job)."""
     unfinished = [Invoice.Status.PENDING, Invoice.Status.FAILED]  # failed: a replayed dead letter

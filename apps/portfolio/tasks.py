@@ -1,15 +1,17 @@
 """Background jobs of the trading app."""
 
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 
-from apps.core.jobs import ReliableTask
+from apps.core.jobs import ReliableTask, job_lease
 from apps.monitoring.metrics import INVOICES_RENDERED
 from apps.portfolio.invoices import render_invoice_pdf
 from apps.portfolio.models import Invoice
 from apps.portfolio.selectors import invoice_with_trade, object_id
-from apps.portfolio.services import invoice_mark_failed, invoice_mark_ready
+from apps.portfolio.services import invoice_job_key, invoice_mark_failed, invoice_mark_ready, invoices_resend_stalled
 
 
 class InvoiceTask(ReliableTask):
@@ -32,6 +34,13 @@ def generate_invoice(order_id: str) -> str:
         return "unknown"
     if invoice.status == Invoice.Status.READY:
         return invoice.status  # a redelivery: the PDF exists
-    if invoice_mark_ready(invoice=invoice, pdf=render_invoice_pdf(invoice)):
-        INVOICES_RENDERED.inc()
+    with job_lease(invoice_job_key(order_id), seconds=settings.INVOICE_JOB_LEASE_SECONDS):  # the sweeper waits
+        if invoice_mark_ready(invoice=invoice, pdf=render_invoice_pdf(invoice)):
+            INVOICES_RENDERED.inc()
     return Invoice.Status.READY
+
+
+@shared_task(base=ReliableTask, name="portfolio.sweep_invoices", max_retries=0)
+def sweep_invoices() -> int:
+    """Beat, every INVOICE_SWEEP_SECONDS: resend stalled invoice jobs (the next run retries, not Celery)."""
+    return invoices_resend_stalled(older_than=timedelta(seconds=settings.INVOICE_RESEND_AFTER_SECONDS))

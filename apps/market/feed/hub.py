@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from apps.core.pressure import register_shedder
 from apps.core.redis import async_redis_client
 from apps.market.feed.frames import now_ms, update_frames
 from apps.market.feed.publish import SymbolChannel
@@ -262,6 +263,19 @@ class MarketHub:
         finally:
             watcher.sending = False
 
+    def shed(self) -> int:
+        """Memory pressure: slow connections drop their pending updates (each symbol's next tick brings its
+        price back); returns how many pending updates were dropped. Runs on the hub's event loop."""
+        slow = [watcher for watcher in self._watchers.values() if watcher.sending or watcher in self._backlog]
+        dropped = sum(len(watcher.dirty) for watcher in slow)
+        for watcher in slow:
+            watcher.dirty.clear()
+        self._backlog.clear()
+        return dropped
+
+    def pending_updates(self) -> int:
+        return sum(len(watcher.dirty) for watcher in self._watchers.values())
+
     # --- the loop ---------------------------------------------------------------------------
     def start(self) -> None:
         """Run the send loop and the source in the running event loop."""
@@ -345,4 +359,12 @@ def market_hub() -> MarketHub:
         hub = MarketHub(RedisSymbolSource())
         hub.start()
         _hubs[loop] = hub
+        register_shedder("feed_backlog", lambda: _shed_on_loop(loop, hub))
     return hub
+
+
+def _shed_on_loop(loop: asyncio.AbstractEventLoop, hub: MarketHub) -> int:
+    """Called from the process sampler's thread: the hub is the event loop's, so shed there."""
+    pending = hub.pending_updates()
+    loop.call_soon_threadsafe(hub.shed)
+    return pending

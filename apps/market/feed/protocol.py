@@ -68,6 +68,8 @@ def parse_client_message(text: str | None) -> ClientMessage:
         data = json.loads(text)
     except ValueError as error:
         raise FeedError("malformed_json", f"not valid JSON: {error}") from error
+    except RecursionError as error:  # "[[[[...": not a ValueError, and it must not end the connection
+        raise FeedError("malformed_json", "not valid JSON: nested too deeply") from error
     if not isinstance(data, dict):
         raise FeedError("invalid_message", "a message is a JSON object with a 'type'")
     kind = data.get("type")
@@ -75,6 +77,8 @@ def parse_client_message(text: str | None) -> ClientMessage:
         raise FeedError("unknown_type", f"type: expected one of {', '.join(_MESSAGE_TYPES)}, got {kind!r}")
     try:
         message = cast(ClientMessage, _MESSAGE_TYPES[kind].model_validate(data))
+    except RecursionError as error:
+        raise FeedError("invalid_message", "message: nested too deeply") from error
     except ValidationError as error:
         code = "too_many_symbols" if any(e["type"] == "too_long" for e in error.errors()) else "invalid_message"
         raise FeedError(code, _describe(error)) from error

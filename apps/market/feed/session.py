@@ -3,6 +3,7 @@
 The consumer stays thin: it hands each text frame here and sends what comes back.
 """
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from apps.market.feed.protocol import (
 )
 from apps.market.feed.symbols import TickerDirectory, TickersUnavailable
 from apps.monitoring.metrics import WS_ERRORS
+
+logger = logging.getLogger(__name__)
 
 MAX_NAMED_SYMBOLS = 20
 
@@ -61,6 +64,9 @@ class FeedSession:
                 kind = "unsubscribed"
         except FeedError as error:
             return self._error(error)
+        except Exception:  # a bug must cost this message, not the connection (and never leak it in the hub)
+            logger.exception("feed: a client message could not be handled")
+            return self._error(FeedError("internal_error", "this message could not be handled; try again"))
         symbols = sorted(self._hub.symbols_of(self._connection))
         return Reply(subscriptions_frames(kind, symbols, timestamp=now_ms()))
 
