@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from apps.core.cache import default_cache
 from apps.core.redis import redis_client
@@ -28,6 +28,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A test that uses the database may use both aliases: market data lives on "market" (trading/db_router.py)."""
+    marker = item.get_closest_marker("django_db")
+    if marker is None or marker.kwargs.get("databases") is not None:
+        return
+    item.add_marker(pytest.mark.django_db(*marker.args, **{**marker.kwargs, "databases": ["default", "market"]}), append=False)
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis() -> Iterator[None]:
     """Each test starts with an empty Redis database of its own (see stack_plugin)."""
@@ -38,7 +47,12 @@ def _clean_redis() -> Iterator[None]:
 
 def service_env() -> dict[str, str]:
     """Environment for a process that must see the test database (worker, server)."""
-    return {**os.environ, "MONGODB_NAME": connection.settings_dict["NAME"], "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "MONGODB_NAME": connection.settings_dict["NAME"],
+        "MONGODB_TICKS_NAME": connections["market"].settings_dict["NAME"],
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 @pytest.fixture

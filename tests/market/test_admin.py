@@ -2,7 +2,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from apps.market.persister import MongoTickStore
+from apps.market.buckets import store_ticks
 from tests.market.engine_fakes import numbered_ticks
 
 
@@ -15,7 +15,7 @@ def staff_client(db: None) -> Client:
 
 
 def test_stored_ticks_are_listed_newest_first_and_read_only(staff_client: Client) -> None:
-    MongoTickStore().insert(numbered_ticks(60, symbols=["AAA", "BBB"]))
+    store_ticks(numbered_ticks(60, symbols=["AAA", "BBB"]))
     response = staff_client.get("/admin/market/pricetick/")
     assert response.status_code == 200
     content = response.content.decode()
@@ -26,7 +26,7 @@ def test_stored_ticks_are_listed_newest_first_and_read_only(staff_client: Client
 
 
 def test_a_stored_tick_cannot_be_changed_or_deleted(staff_client: Client) -> None:
-    MongoTickStore().insert(numbered_ticks(1))
+    store_ticks(numbered_ticks(1))
     from apps.market.models import PriceTick
 
     tick = PriceTick.objects.get()

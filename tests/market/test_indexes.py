@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from apps.market.persister import MongoTickStore
+from apps.market.buckets import store_ticks
 from apps.market.selectors import NEWEST_FIRST, ties_filter, window_filter
 from apps.market.ticks import Tick
 from tests.market.mongo_plans import explain_find, ticks_collection, winning_stages
@@ -25,7 +25,7 @@ def stored_history(db: None) -> None:
         for n in range(TICKS_PER_SYMBOL)
         for symbol in SYMBOLS
     ]
-    MongoTickStore().insert(ticks)
+    store_ticks(ticks)
 
 
 def test_the_migrations_create_the_history_indexes(db: None) -> None:

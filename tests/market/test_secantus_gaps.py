@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from apps.market.models import PriceTick
-from apps.market.persister import MongoTickStore
+from apps.market.buckets import store_ticks
 from apps.market.selectors import NEWEST_FIRST, ties_filter, window_filter
 from tests.market.engine_fakes import numbered_ticks
 from tests.market.mongo_plans import explain_find, winning_stages
@@ -19,7 +19,7 @@ NOW = datetime.now(UTC)
 
 @pytest.fixture
 def some_ticks(db: None) -> None:
-    MongoTickStore().insert(numbered_ticks(50, start_ms=int((NOW - timedelta(minutes=1)).timestamp() * 1000)))
+    store_ticks(numbered_ticks(50, start_ms=int((NOW - timedelta(minutes=1)).timestamp() * 1000)))
 
 
 def test_gap_the_planner_sorts_in_memory_instead_of_reading_the_index_in_order(some_ticks: None) -> None:
