@@ -30,11 +30,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """A test that uses the database may use both aliases: market data lives on "market" (trading/db_router.py)."""
+    """A test that uses the database may use both aliases: market data lives on "market" (trading/db_router.py).
+
+    So the market database is set up, and flushed after each test, like the default one."""
     marker = item.get_closest_marker("django_db")
-    if marker is None or marker.kwargs.get("databases") is not None:
+    if marker is None and not {"db", "transactional_db"} & set(getattr(item, "fixturenames", ())):
         return
-    item.add_marker(pytest.mark.django_db(*marker.args, **{**marker.kwargs, "databases": ["default", "market"]}), append=False)
+    kwargs = dict(marker.kwargs) if marker is not None else {}
+    if kwargs.get("databases") is not None:
+        return
+    args = marker.args if marker is not None else ()
+    item.add_marker(pytest.mark.django_db(*args, **{**kwargs, "databases": ["default", "market"]}), append=False)
 
 
 @pytest.fixture(autouse=True)

@@ -114,9 +114,12 @@ class BucketAssembler:
     def due(self, *, now_ms: int) -> list[Bucket]:
         """Buckets whose window has ended (plus a grace for ticks in flight); every bucket once hold_max are held."""
         if self.held >= self.hold_max:
-            return [self._close(symbol) for symbol in list(self._open)]
+            return self.close_all()
         ended = [s for s, b in self._open.items() if (b.window + 1) * self.window_ms + self.grace_ms <= now_ms]
         return [self._close(symbol) for symbol in ended]
+
+    def close_all(self) -> list[Bucket]:
+        return [self._close(symbol) for symbol in list(self._open)]
 
     def _close(self, symbol: str) -> Bucket:
         bucket = self._open.pop(symbol)

@@ -203,6 +203,11 @@ class TickPersister:
         self._closed, self._gone = [], []
         return stored
 
+    def flush(self) -> int:
+        """Store every bucket still open (a clean stop); what fails stays pending in the stream for the next run."""
+        self._closed += self.assembler.close_all()
+        return self.step() if self._closed or self._gone else 0
+
     def _read(self) -> None:
         """Read what arrived (at most once per poll interval unless catching up) and close what is due."""
         wait = self._next_read - self.clock()

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from apps.core.redis import redis_client
 from apps.market import selectors
-from apps.market.models import Symbol
 from apps.market.buckets import store_ticks
+from apps.market.models import Symbol
 from apps.market.quotes import quote_key
 from apps.market.services import symbols_seed
 from apps.market.simulator import RedisTickSink

@@ -4,7 +4,6 @@ from typing import Any
 
 import pytest
 import redis
-from django.db import connection
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -12,8 +11,8 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.core.redis import redis_client
 from apps.market import selectors
-from apps.market.models import PriceTick
 from apps.market.buckets import store_ticks
+from apps.market.models import TickBucket
 from apps.market.selectors import HistoryCursor, latest_stored_tick, recent_history, symbol_quote, tick_history
 from apps.market.simulator import RedisTickSink
 from apps.market.stream import NumberedTick
@@ -71,7 +70,7 @@ def test_history_pages_never_repeat_or_skip_while_ticks_arrive(
     """Feature: trading-performance-optimization, Property 37: For any paginated query, the ordering should remain consistent across all page requests"""  # noqa: E501
     settings.PRICE_RING_SIZE = ring_size
     redis_client().flushdb()
-    connection.get_collection(PriceTick._meta.db_table).delete_many({})
+    TickBucket.collection().delete_many({})
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     ticks = ticks_at(timeline(gaps, end_ms=now_ms - 60_000))
     unstored = min(unstored, ring_size)  # the persister lags by less than the ring holds

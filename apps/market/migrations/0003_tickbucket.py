@@ -71,7 +71,11 @@ class Migration(migrations.Migration):
                 (
                     "id",
                     models.CharField(
-                        help_text="symbol|first time (ms)|first tick id", max_length=120, primary_key=True, serialize=False
+                        db_column="_id",
+                        help_text="symbol|first time (ms)|first tick id",
+                        max_length=120,
+                        primary_key=True,
+                        serialize=False,
                     ),
                 ),
                 ("symbol", models.CharField(max_length=10)),

@@ -77,4 +77,5 @@ class Command(BaseCommand):
             if time.monotonic() >= next_report:
                 logger.info("persister: %s", progress_line(persister.stats, time.monotonic() - started))
                 next_report += REPORT_EVERY_SECONDS
+        persister.flush()
         return persister.stats, time.monotonic() - started
