@@ -204,6 +204,20 @@ def latest_stored_tick(symbol: str) -> Tick | None:
     return Tick(symbol, point["price"], point["previous_close"], point["volume"], point["timestamp"])
 
 
+def last_known_ticks(symbols: list[str]) -> dict[str, Tick]:
+    """Each symbol's last tick: its Redis quote, else its newest stored tick (where a restarted simulator resumes)."""
+    quotes = quotes_or_nothing(symbols)
+    last = {
+        symbol: Tick(symbol, float(q["price"]), float(q["previous_close"]), int(q["volume"]), int(q["timestamp"]))
+        for symbol, q in quotes.items()
+    }
+    if len(last) < len(symbols) and TickBucket.collection().estimated_document_count():
+        for symbol in symbols:
+            if symbol not in last and (tick := latest_stored_tick(symbol)) is not None:
+                last[symbol] = tick
+    return last
+
+
 def symbol_quote(symbol: str) -> dict[str, Any] | None:
     """The latest quote from Redis; when Redis is down, the newest stored tick (logged)."""
     try:
