@@ -3,6 +3,7 @@
 python -m bench                 # every benchmark
 python -m bench history cache   # only these
 python -m bench --quick         # smaller, faster runs (smoke check)
+python -m bench idle --check    # exit 1 when a benchmark misses its target (modules that list `missed`)
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import sys
 import time
 from datetime import UTC, datetime
 
 from bench.common import BASE_DIR, machine, progress
 
-BENCHMARKS = ["history", "ingest", "cache", "orders", "ws_fanout", "dashboard_cpu", "monitoring"]
+BENCHMARKS = ["history", "ingest", "idle", "cache", "orders", "ws_fanout", "dashboard_cpu", "monitoring"]
 REPORT = BASE_DIR / "docs" / "performance.md"
 HEADER = """# Performance
 
@@ -37,10 +39,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    missed: list[str] = []
     for name in args.names or BENCHMARKS:
         try:
             module = importlib.import_module(f"bench.{name}")
@@ -53,6 +57,11 @@ def main() -> None:
         print(f"\n{body}\n", flush=True)
         write_section(name, body)
         progress(f"{name}: done in {time.monotonic() - started:.0f} s")
+        missed += [f"{name}: {reason}" for reason in getattr(module, "missed", [])]
+    for reason in missed:
+        progress(f"MISSED {reason}")
+    if args.check and missed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
