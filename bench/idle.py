@@ -46,6 +46,7 @@ def _label(process: psutil.Process) -> str:
         ("celery -A trading worker", "celery worker"),
         ("uvicorn", "web (uvicorn)"),
         ("honcho", "honcho"),
+        ("multiprocessing", "web workers (uvicorn)"),
         ("trading.devstack", "devstack"),
     ]:
         if needle in line:
