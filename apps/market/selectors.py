@@ -135,8 +135,22 @@ def _ties(*, symbol: str, at: datetime, below_tick_id: str, limit: int) -> list[
 
 
 def _any_between(*, symbol: str, since: datetime, until: datetime) -> bool:
-    """An index probe, no sort: is any tick of `symbol` stored in [since, until)?"""
-    return next(_points_between(symbol, since, until), None) is not None
+    """Index probes, no sort: is any tick of `symbol` stored in [since, until)?
+
+    A bucket that starts inside the range holds a point in it (its first); otherwise only a
+    bucket that started less than one window before `since` can, and there are one or two.
+    """
+    collection = TickBucket.collection()
+    if collection.find_one({"symbol": symbol, "start": {"$gte": since, "$lt": until}}, {"_id": 1}) is not None:
+        return True
+    low, high = _milliseconds(since), _milliseconds(until)
+    edge = collection.find(buckets_filter(symbol, since, since), {"_id": 0, "times": 1})
+    return any(low <= at < high for document in edge for at in document["times"])
+
+
+def _anything_before(*, symbol: str, before: datetime) -> bool:
+    """One index probe: is any tick of `symbol` older than `before`? (A bucket's first point is its start.)"""
+    return TickBucket.collection().find_one({"symbol": symbol, "start": {"$lt": before}}, {"_id": 1}) is not None
 
 
 def _resume_point(*, symbol: str, before: datetime) -> datetime | None:
@@ -147,6 +161,8 @@ def _resume_point(*, symbol: str, before: datetime) -> datetime | None:
     the range it is given, so no probe spans more than the gap plus what it finds.
     Widen the gap until a tick shows up, then halve it down to a minute.
     """
+    if not _anything_before(symbol=symbol, before=before):
+        return None  # the end of the symbol's history: one probe, not one per doubling back to 1970
     # Invariant: nothing in [before - empty, before); some tick in [before - reaches, before).
     empty, reaches = timedelta(0), FIRST_WINDOW
     while not _any_between(symbol=symbol, since=before - reaches, until=before):

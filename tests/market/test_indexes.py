@@ -48,8 +48,14 @@ def test_history_queries_use_the_symbol_start_index(
 ) -> None:
     """Feature: trading-performance-optimization, Property 1: For any stock symbol or timestamp query, the database layer should complete the query within 50ms when proper indexes are used"""  # noqa: E501
     # The time itself is measured by bench/history.py; here: every query the history reads issue is an index scan.
-    for since, until in [(at - timedelta(seconds=width), at), (at, at + timedelta(milliseconds=1))]:
-        stages = winning_stages(explain_find(buckets_filter(symbol, since, until)))
+    since = at - timedelta(seconds=width)
+    for filter_ in [
+        buckets_filter(symbol, since, at),  # a window's buckets
+        buckets_filter(symbol, at, at + timedelta(milliseconds=1)),  # the keyset tie-break
+        {"symbol": symbol, "start": {"$gte": since, "$lt": at}},  # the resume-point probes
+        {"symbol": symbol, "start": {"$lt": at}},  # anything older at all?
+    ]:
+        stages = winning_stages(explain_find(filter_))
         assert ("IXSCAN", "tickbucket_symbol_start") in stages, stages
         assert "COLLSCAN" not in [stage for stage, _ in stages]
 
