@@ -206,6 +206,8 @@ def run(quick: bool) -> str:
     setup_django()
     missed.clear()
     sizes, samples = ([100_000], 100) if quick else ([1_000_000, 5_000_000], 300)
+    if os.environ.get("HISTORY_SIZES"):  # e.g. HISTORY_SIZES=1000000 to rerun one size
+        sizes = [int(size) for size in os.environ["HISTORY_SIZES"].split(",")]
     sections = []
     for count in sizes:
         started = time.monotonic()

@@ -135,17 +135,13 @@ def _ties(*, symbol: str, at: datetime, below_tick_id: str, limit: int) -> list[
 
 
 def _any_between(*, symbol: str, since: datetime, until: datetime) -> bool:
-    """Index probes, no sort: is any tick of `symbol` stored in [since, until)?
+    """One index probe, no sort: does a bucket of `symbol` start in [since, until) (its first tick lies there)?
 
-    A bucket that starts inside the range holds a point in it (its first); otherwise only a
-    bucket that started less than one window before `since` can, and there are one or two.
+    A tick in a bucket that started up to one window before `since` is not seen; the walk still
+    reads it, because the window after a resume point reaches a minute (> one bucket window) past it.
     """
-    collection = TickBucket.collection()
-    if collection.find_one({"symbol": symbol, "start": {"$gte": since, "$lt": until}}, {"_id": 1}) is not None:
-        return True
-    low, high = _milliseconds(since), _milliseconds(until)
-    edge = collection.find(buckets_filter(symbol, since, since), {"_id": 0, "times": 1})
-    return any(low <= at < high for document in edge for at in document["times"])
+    found = TickBucket.collection().find_one({"symbol": symbol, "start": {"$gte": since, "$lt": until}}, {"_id": 1})
+    return found is not None
 
 
 def _anything_before(*, symbol: str, before: datetime) -> bool:
