@@ -169,7 +169,7 @@ WINDOW_MS, MAX_POINTS = 30_000, 40
 def drain(crashes: list[str], batch_sizes: list[int], *, last_ms: int) -> None:
     """Persist everything, restarting the persister (a new batch size each time) after each simulated kill.
 
-    Time runs on a fake clock from the first tick, one poll second per read, so buckets close as the
+    Time runs on a fake clock from the first tick, five poll seconds per read, so buckets close as the
     ticks' windows end, fill up, or the held ticks reach the bound.
     """
     clock = FakeClock()
@@ -183,7 +183,7 @@ def drain(crashes: list[str], batch_sizes: list[int], *, last_ms: int) -> None:
         batch_max = sizes.pop(0) if sizes else 50
         persister = TickPersister(
             source, store, writes_per_second=10, batch_max=batch_max, assembler=assembler,
-            poll_seconds=1.0, clock=clock, sleep=clock.sleep, now_ms=now_ms,
+            poll_seconds=5.0, clock=clock, sleep=clock.sleep, now_ms=now_ms,
         )  # fmt: skip
         try:
             while redis_client().xlen(stream_key()):
@@ -196,7 +196,7 @@ def drain(crashes: list[str], batch_sizes: list[int], *, last_ms: int) -> None:
 
 
 tick_streams = st.lists(
-    st.tuples(st.integers(0, 20_000), st.sampled_from(["AAA", "BBB", "CCC", "DDD"])), min_size=1, max_size=250
+    st.tuples(st.integers(0, 20_000), st.sampled_from(["AAA", "BBB", "CCC", "DDD"])), min_size=1, max_size=150
 )
 
 
