@@ -3,9 +3,10 @@
 The persister holds each symbol's ticks in an open bucket and stores a bucket
 once it closes: its window ended, it is full, or the persister holds too
 many ticks. One bulk insert then stores every closed bucket. A bucket's id
-is made from its first point, which a re-delivery after a crash rebuilds
-the same way, so a bucket already stored is recognised (duplicate key) and
-only the points it lacks are merged in: each tick is stored exactly once
+is its symbol and window, so any part of a window stored before (a bucket
+that closed early because it was full, or one stored before a crash and
+re-delivered in other batches) is recognised (duplicate key) and only the
+points it lacks are merged in: each tick is stored exactly once
 (Property 36). Points are kept in (time, tick id) order, the total order
 history pages use (Property 37).
 """
@@ -18,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from pymongo import ReplaceOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from apps.market.models import TickBucket
 from apps.market.stream import NumberedTick
@@ -32,20 +33,24 @@ def _moment(milliseconds: int) -> datetime:
     return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
 
 
-def bucket_id(symbol: str, first: NumberedTick) -> str:
-    tick_id, tick = first
-    return f"{symbol}|{tick.timestamp:013d}|{tick_id}"
+def bucket_id(symbol: str, first: NumberedTick, window_ms: int) -> str:
+    """Symbol and window start: every tick of one symbol in one window belongs to this one document."""
+    window_start = first[1].timestamp // window_ms * window_ms
+    return f"{symbol}|{window_start:013d}"
 
 
 def _in_order(ticks: Iterable[NumberedTick]) -> list[NumberedTick]:
     return sorted(ticks, key=lambda numbered: (numbered[1].timestamp, numbered[0]))
 
 
-def bucket_document(symbol: str, ticks: Sequence[NumberedTick], *, document_id: str | None = None) -> dict[str, Any]:
-    """The stored form of one bucket: parallel point arrays in (time, tick id) order."""
+def bucket_document(
+    symbol: str, ticks: Sequence[NumberedTick], *, window_ms: int | None = None, document_id: str | None = None
+) -> dict[str, Any]:
+    """The stored form of one bucket (ticks of one window): parallel point arrays in (time, tick id) order."""
     ordered = _in_order(ticks)
+    window = window_ms or settings.TICK_BUCKET_SECONDS * 1000
     return {
-        "_id": document_id or bucket_id(symbol, ordered[0]),
+        "_id": document_id or bucket_id(symbol, ordered[0], window),
         "symbol": symbol,
         "start": _moment(ordered[0][1].timestamp),
         "end": _moment(ordered[-1][1].timestamp),
@@ -130,8 +135,9 @@ class BucketAssembler:
 class MongoBucketStore:
     """Closed buckets -> one unordered bulk insert on the market database; re-deliveries merged, never doubled."""
 
-    def __init__(self, collection: Collection[dict[str, Any]] | None = None) -> None:
+    def __init__(self, collection: Collection[dict[str, Any]] | None = None, *, window_ms: int | None = None) -> None:
         self._collection = collection
+        self.window_ms = window_ms
 
     @property
     def collection(self) -> Collection[dict[str, Any]]:
@@ -139,7 +145,7 @@ class MongoBucketStore:
 
     def insert(self, buckets: Sequence[Bucket]) -> int:
         """Store the buckets in one write; return how many ticks were new."""
-        documents = [bucket_document(b.symbol, b.ticks) for b in buckets if b.ticks]
+        documents = [bucket_document(b.symbol, b.ticks, window_ms=self.window_ms) for b in buckets if b.ticks]
         return self.insert_documents(documents)
 
     def insert_documents(self, documents: Sequence[dict[str, Any]]) -> int:
@@ -157,7 +163,8 @@ class MongoBucketStore:
         return stored + self._merge([documents[i] for i in sorted(already)])
 
     def _merge(self, documents: Sequence[dict[str, Any]]) -> int:
-        """Re-delivered buckets: add only the points each stored bucket lacks (usually none)."""
+        """Buckets whose window is stored already (re-delivered, or closed early when full): add only
+        the points the stored bucket lacks, in one guarded replace per bucket."""
         stored = {d["_id"]: d for d in self.collection.find({"_id": {"$in": [d["_id"] for d in documents]}})}
         replacements, added = [], 0
         for document in documents:
@@ -175,31 +182,23 @@ class MongoBucketStore:
                 replacements.append(ReplaceOne({"_id": document["_id"], "count": existing["count"]}, merged))
                 added += len(missing)
         if replacements:
-            self.collection.bulk_write(replacements, ordered=False)
+            result = self.collection.bulk_write(replacements, ordered=False)
+            if result.matched_count + len(result.upserted_ids or {}) < len(replacements):
+                # Another writer changed a bucket between our read and our write: the caller retries the batch.
+                raise OperationFailure("a tick bucket changed while its points were merged; retrying")
         return added
 
 
 def ticks_as_documents(ticks: Iterable[NumberedTick], *, window_ms: int, max_points: int) -> list[dict[str, Any]]:
-    """Complete buckets for ticks already known (the migration, tests, benches): per symbol and window, in order.
+    """Complete buckets for ticks already known (the migration, tests, benches): one per symbol and window.
 
     The same ticks always make the same buckets (ids included), so storing them twice merges, never doubles.
+    `max_points` bounds only what a persister holds open; a stored window may hold more.
     """
-    by_symbol: dict[str, list[NumberedTick]] = {}
+    by_window: dict[tuple[str, int], list[NumberedTick]] = {}
     for numbered in ticks:
-        by_symbol.setdefault(numbered[1].symbol, []).append(numbered)
-    documents = []
-    for symbol, symbol_ticks in by_symbol.items():
-        chunk: list[NumberedTick] = []
-        for numbered in _in_order(symbol_ticks):
-            if chunk and (
-                len(chunk) >= max_points or chunk[0][1].timestamp // window_ms != numbered[1].timestamp // window_ms
-            ):
-                documents.append(bucket_document(symbol, chunk))
-                chunk = []
-            chunk.append(numbered)
-        if chunk:
-            documents.append(bucket_document(symbol, chunk))
-    return documents
+        by_window.setdefault((numbered[1].symbol, numbered[1].timestamp // window_ms), []).append(numbered)
+    return [bucket_document(symbol, chunk, window_ms=window_ms) for (symbol, _), chunk in by_window.items()]
 
 
 def store_ticks(ticks: Sequence[NumberedTick], *, store: MongoBucketStore | None = None) -> int:

@@ -47,9 +47,7 @@ class TickBucket(models.Model):
     (time, tick id) order; prices are floats on the 0.01 grid (apps/market/ticks.py).
     """
 
-    id = models.CharField(
-        primary_key=True, db_column="_id", max_length=120, help_text="symbol|first time (ms)|first tick id"
-    )
+    id = models.CharField(primary_key=True, db_column="_id", max_length=120, help_text="symbol|window start (ms)")
     symbol = models.CharField(max_length=10)
     start = models.DateTimeField(help_text="Time of the first point.")
     end = models.DateTimeField(help_text="Time of the last point.")

@@ -72,7 +72,7 @@ class Migration(migrations.Migration):
                     "id",
                     models.CharField(
                         db_column="_id",
-                        help_text="symbol|first time (ms)|first tick id",
+                        help_text="symbol|window start (ms)",
                         max_length=120,
                         primary_key=True,
                         serialize=False,
