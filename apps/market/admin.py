@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
-from apps.market.models import PriceTick, Symbol
+from apps.market.models import Symbol, TickBucket
 
 
 @admin.register(Symbol)
@@ -26,19 +26,19 @@ class EstimatedCountPaginator(Paginator):
     def count(self) -> int:
         queryset = self.object_list
         if isinstance(queryset, QuerySet) and not queryset.query.where:
-            return int(PriceTick.collection().estimated_document_count())
+            return int(TickBucket.collection().estimated_document_count())
         return len(
-            cast(QuerySet[PriceTick], queryset).order_by().values_list("pk", flat=True)[: self.FILTERED_COUNT_CAP]
+            cast(QuerySet[TickBucket], queryset).order_by().values_list("pk", flat=True)[: self.FILTERED_COUNT_CAP]
         )
 
 
-@admin.register(PriceTick)
-class PriceTickAdmin(admin.ModelAdmin):
-    """Read-only: ticks are written by the persister alone."""
+@admin.register(TickBucket)
+class TickBucketAdmin(admin.ModelAdmin):
+    """Read-only: buckets are written by the persister alone (each holds one symbol's ticks of one window)."""
 
-    list_display = ["recorded_at", "symbol", "price", "previous_close", "volume", "tick_id"]
-    search_fields = ["=symbol", "=tick_id"]  # exact matches only: they use the indexes
-    ordering = ["-recorded_at"]
+    list_display = ["start", "end", "symbol", "count", "id"]
+    search_fields = ["=symbol"]  # exact matches only: they use the index
+    ordering = ["-start"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50

@@ -2,8 +2,9 @@
 
 from typing import Any, cast
 
-from django.db import connection, models
+from django.db import connections, models, router
 from django_mongodb_backend.base import DatabaseWrapper
+from django_mongodb_backend.fields import ArrayField
 from pymongo.collection import Collection
 
 
@@ -36,32 +37,39 @@ class Symbol(models.Model):
         return self.ticker
 
 
-class PriceTick(models.Model):
-    """One stored tick. Written only by the persister (bulk inserts from the tick stream).
+class TickBucket(models.Model):
+    """One symbol's stored ticks in one time bucket (MongoDB's bucket pattern; ADR 0005).
 
-    `symbol` is the ticker string, not a foreign key: the hot path never joins.
-    Prices are Decimal (stored as Decimal128): exact on the 0.01 grid, and the
-    same type money code uses when a stored tick stands in for a missing quote.
+    Written only by the persister, one bulk insert per batch of closed buckets,
+    on the "market" database alias (trading/db_router.py). The id is made from
+    the bucket's first point, so a re-delivered bucket is recognised and merged
+    rather than stored twice (Property 36). Points are parallel arrays in
+    (time, tick id) order; prices are floats on the 0.01 grid (apps/market/ticks.py).
     """
 
-    tick_id = models.CharField(max_length=64, unique=True, help_text="Run id and sequence, assigned by the simulator.")
+    id = models.CharField(primary_key=True, db_column="_id", max_length=120, help_text="symbol|window start (ms)")
     symbol = models.CharField(max_length=10)
-    price = models.DecimalField(max_digits=14, decimal_places=2)
-    previous_close = models.DecimalField(max_digits=14, decimal_places=2)
-    volume = models.BigIntegerField(help_text="Shares traded in the session so far.")
-    recorded_at = models.DateTimeField()
+    start = models.DateTimeField(help_text="Time of the first point.")
+    end = models.DateTimeField(help_text="Time of the last point.")
+    count = models.PositiveIntegerField()
+    tick_ids = ArrayField(models.CharField(max_length=64))
+    times = ArrayField(models.BigIntegerField(), help_text="Milliseconds since the epoch.")
+    prices = ArrayField(models.FloatField())
+    previous_closes = ArrayField(models.FloatField())
+    volumes = ArrayField(models.BigIntegerField())
 
     class Meta:
         indexes = [
-            # Property 1: history of one symbol, newest first; and time-window scans over all symbols.
-            models.Index(fields=["symbol", "-recorded_at"], name="pricetick_symbol_recorded"),
-            models.Index(fields=["-recorded_at"], name="pricetick_recorded"),
+            # History of one symbol: buckets starting in a bounded window (Property 1).
+            models.Index(fields=["symbol", "start"], name="tickbucket_symbol_start"),
+            # Retention: whole buckets older than the cutoff (Property 29).
+            models.Index(fields=["end"], name="tickbucket_end"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.symbol} {self.price} @ {self.recorded_at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.symbol} {self.count} ticks from {self.start:%Y-%m-%d %H:%M:%S}"
 
     @classmethod
     def collection(cls) -> Collection[dict[str, Any]]:
-        """The raw collection, for the hot paths (bulk inserts, bounded history reads)."""
-        return cast(DatabaseWrapper, connection).get_collection(cls._meta.db_table)
+        """The raw collection on the market alias, for the hot paths (bulk inserts, bounded history reads)."""
+        return cast(DatabaseWrapper, connections[router.db_for_write(cls)]).get_collection(cls._meta.db_table)

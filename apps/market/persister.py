@@ -1,13 +1,17 @@
-"""The write-behind persister: tick stream -> MongoDB, throttled, lossless, idempotent.
+"""The write-behind persister: tick stream -> tick buckets in MongoDB, throttled, lossless, idempotent.
 
-- Reads the stream through a consumer group; a restarted persister first
-  re-reads its own pending entries (delivered, never acknowledged), and claims
-  entries another consumer left pending for a minute.
-- One bulk insert per batch, at most `writes_per_second` in any one-second
-  window (Property 7), however fast ticks arrive: batches just grow.
-- Acknowledges (and deletes) entries only after the insert succeeded; a
-  re-delivered tick hits the unique tick_id index and counts as already stored
+- Reads the stream through a consumer group once per poll interval; a
+  restarted persister first re-reads its own pending entries (delivered,
+  never acknowledged), and claims entries another consumer left pending for
+  a minute.
+- Holds each symbol's ticks in an open bucket (apps/market/buckets.py) and
+  stores the buckets that closed in one bulk insert, at most
+  `writes_per_second` in any one-second window (Property 7).
+- Acknowledges (and deletes) entries only after their bucket is stored; a
+  re-delivered bucket is recognised by its id and only what it lacks is merged
   (Property 36: kill -9 at any moment loses nothing and stores nothing twice).
+  Ticks held in open buckets stay pending in the stream, so the stream length
+  is still the backlog; the Redis ring covers them for history reads.
 - MongoDB or Redis unreachable: the batch is kept, retried with exponential
   backoff; the backlog waits in the stream (the simulator slows down, Property 9).
 """
@@ -17,17 +21,15 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import redis
-from bson import Decimal128
-from pymongo.errors import BulkWriteError, PyMongoError
+from django.conf import settings
+from pymongo.errors import PyMongoError
 
-from apps.market.models import PriceTick
+from apps.market.buckets import Bucket, BucketAssembler
 from apps.market.ring import BoundedRing
 from apps.market.stream import CONSUMER_GROUP, NumberedTick, decode_entry, ensure_consumer_group, stream_key
-from apps.market.ticks import tick_price_decimal
 from apps.monitoring.metrics import (
     PERSISTER_BACKLOG,
     PERSISTER_BATCH,
@@ -38,7 +40,6 @@ from apps.monitoring.metrics import (
 
 logger = logging.getLogger(__name__)
 
-DUPLICATE_KEY = 11000
 CLAIM_IDLE_MS = 60_000
 
 
@@ -74,8 +75,8 @@ class TickSource(Protocol):
 
 
 class TickStore(Protocol):
-    def insert(self, ticks: Sequence[NumberedTick]) -> int:
-        """Store the ticks in one write; return how many were new (duplicates are already stored)."""
+    def insert(self, buckets: Sequence[Bucket]) -> int:
+        """Store the buckets in one write; return how many ticks were new (the rest were already stored)."""
 
 
 class RedisTickSource:
@@ -86,16 +87,17 @@ class RedisTickSource:
     def __init__(self, client: redis.Redis, *, consumer: str) -> None:
         self.client = client
         self.consumer = consumer
-        self._own_pending_done = False
+        self._own_pending_from: bytes | None = b"0"  # None once our pending entries are all re-read
         self._next_claim = 0.0
         ensure_consumer_group(client)
 
     def read(self, count: int) -> list[StreamEntry]:
-        if not self._own_pending_done:  # after a crash: what we were given and never acknowledged
-            entries = self._read_group("0", count, block=None)
+        if self._own_pending_from is not None:  # after a crash: what we were given and never acknowledged
+            entries = self._read_group(self._own_pending_from.decode(), count, block=None)
             if entries:
+                self._own_pending_from = entries[-1].entry_id  # held, not acknowledged yet: read past them
                 return entries
-            self._own_pending_done = True
+            self._own_pending_from = None
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + CLAIM_IDLE_MS / 1000
             claimed = self._claim_abandoned(count)
@@ -129,33 +131,6 @@ class RedisTickSource:
         return int(pipe.execute()[-1])
 
 
-class MongoTickStore:
-    """Bulk inserts through the Django connection's collection (unordered: one bad tick never blocks others)."""
-
-    def insert(self, ticks: Sequence[NumberedTick]) -> int:
-        if not ticks:
-            return 0
-        documents = [
-            {
-                "tick_id": tick_id,
-                "symbol": tick.symbol,
-                "price": Decimal128(tick_price_decimal(tick.price)),
-                "previous_close": Decimal128(tick_price_decimal(tick.previous_close)),
-                "volume": tick.volume,
-                "recorded_at": datetime.fromtimestamp(tick.timestamp / 1000, tz=UTC),
-            }
-            for tick_id, tick in ticks
-        ]
-        collection = PriceTick.collection()
-        try:
-            return len(collection.insert_many(documents, ordered=False).inserted_ids)
-        except BulkWriteError as error:
-            others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-            if others:
-                raise
-            return int(error.details.get("nInserted", 0))  # the rest were stored before a crash or re-delivery
-
-
 @dataclass
 class PersisterStats:
     writes: int = 0
@@ -163,6 +138,14 @@ class PersisterStats:
     duplicates: int = 0
     failures: int = 0
     backlog: int = 0
+
+
+def default_assembler() -> BucketAssembler:
+    return BucketAssembler(
+        window_ms=settings.TICK_BUCKET_SECONDS * 1000,
+        max_points=settings.TICK_BUCKET_MAX_POINTS,
+        hold_max=max(1, settings.TICK_BACKLOG_LIMIT // 2),  # never let held ticks alone stall the simulator
+    )
 
 
 class TickPersister:
@@ -176,53 +159,85 @@ class TickPersister:
         *,
         writes_per_second: int,
         batch_max: int,
+        assembler: BucketAssembler | None = None,
+        poll_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.source, self.store = source, store
         self.limiter = WriteLimiter(writes_per_second, clock=clock)
-        self.batch_max = batch_max
-        self.sleep, self.now_ms = sleep, now_ms
+        self.assembler = assembler or default_assembler()
+        self.batch_max, self.poll_seconds = batch_max, poll_seconds
+        self.clock, self.sleep, self.now_ms = clock, sleep, now_ms
         self.stats = PersisterStats()
-        self._batch: list[StreamEntry] = []  # read, not yet stored and acknowledged
+        self._held: set[bytes] = set()  # entries read and not yet acknowledged (a re-claimed one is skipped)
+        self._closed: list[Bucket] = []  # buckets to store, then acknowledge
+        self._gone: list[bytes] = []  # entries whose data is gone: acknowledge only
+        self._next_read = float("-inf")
         self._backoff = self.BACKOFF_START
 
     def step(self) -> int:
-        """One read-store-acknowledge cycle; return the ticks stored (0 when idle or failing)."""
+        """One read-(store-acknowledge) cycle; return the ticks stored (0 when nothing closed or failing)."""
         try:
-            if not self._batch:
-                self._batch = self.source.read(self.batch_max)
-                if not self._batch:
-                    return 0
-            ticks = [entry.tick for entry in self._batch if entry.tick is not None]
-            stored = self._store(ticks) if ticks else 0
-            self.stats.backlog = self.source.acknowledge([entry.entry_id for entry in self._batch])
+            if not self._closed and not self._gone:
+                self._read()
+            if not self._closed and not self._gone:
+                return 0
+            stored = self._store(self._closed) if self._closed else 0
+            acknowledged = [entry_id for bucket in self._closed for entry_id in bucket.entry_ids] + self._gone
+            self.stats.backlog = self.source.acknowledge(acknowledged)
         except (PyMongoError, redis.RedisError) as error:
             self.stats.failures += 1
-            logger.warning("persister: %s; %s ticks kept, retrying in %.1f s", error, len(self._batch), self._backoff)
+            kept = sum(len(bucket.ticks) for bucket in self._closed)
+            logger.warning("persister: %s; %s ticks kept, retrying in %.1f s", error, kept, self._backoff)
             self.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, self.BACKOFF_MAX)
             return 0
         self._backoff = self.BACKOFF_START
         PERSISTER_BACKLOG.set(self.stats.backlog)
+        ticks = [numbered for bucket in self._closed for numbered in bucket.ticks]
         if ticks:
             PERSISTER_LAG.set(max(0.0, (self.now_ms() - min(t.timestamp for _, t in ticks)) / 1000))
-        self._batch = []
+        self._held.difference_update(acknowledged)
+        self._closed, self._gone = [], []
         return stored
 
-    def _store(self, ticks: list[NumberedTick]) -> int:
+    def flush(self) -> int:
+        """Store every bucket still open (a clean stop); what fails stays pending in the stream for the next run."""
+        self._closed += self.assembler.close_all()
+        return self.step() if self._closed or self._gone else 0
+
+    def _read(self) -> None:
+        """Read what arrived (at most once per poll interval unless catching up) and close what is due."""
+        wait = self._next_read - self.clock()
+        if wait > 0:
+            self.sleep(wait)
+        entries = self.source.read(self.batch_max)
+        self._next_read = self.clock() + (0.0 if len(entries) >= self.batch_max else self.poll_seconds)
+        for entry in entries:
+            if entry.entry_id in self._held:
+                continue
+            self._held.add(entry.entry_id)
+            if entry.tick is None:
+                self._gone.append(entry.entry_id)
+            else:
+                self._closed += self.assembler.add(entry.entry_id, entry.tick)
+        self._closed += self.assembler.due(now_ms=self.now_ms())
+
+    def _store(self, buckets: list[Bucket]) -> int:
         wait = self.limiter.wait_time()
         if wait > 0:
             self.sleep(wait)
         self.limiter.record()  # a failed attempt is a write operation too
         self.stats.writes += 1
         PERSISTER_WRITES.inc()
-        stored = self.store.insert(ticks)
+        ticks = sum(len(bucket.ticks) for bucket in buckets)
+        stored = self.store.insert(buckets)
         self.stats.stored += stored
-        self.stats.duplicates += len(ticks) - stored
+        self.stats.duplicates += ticks - stored
         PERSISTER_TICKS.inc(stored)
-        PERSISTER_BATCH.observe(len(ticks))
+        PERSISTER_BATCH.observe(ticks)
         return stored
 
 

@@ -1,19 +1,25 @@
 """Price-history retention (Property 29): delete ticks older than PRICE_HISTORY_RETENTION_DAYS.
 
-Deletes run in bounded batches by `_id` (the ids of up to `batch_size` old
-ticks, found through the recorded_at index, then one delete of exactly those),
-with a pause between batches so the persister's bulk inserts are never stuck
-behind one long delete (a single `delete_many` of 50k ticks takes ~6 s on the
-embedded database).
+Ticks are stored in buckets (apps/market/buckets.py). Buckets whose last
+point is older than the cutoff go whole, in bounded batches by `_id` (the ids
+of buckets holding up to `batch_size` ticks, found through the `end` index,
+then one delete of exactly those), with a pause between batches so the
+persister's inserts are never stuck behind one long delete. A bucket the
+cutoff falls inside keeps only its newer points: such a bucket ends within
+one bucket window after the cutoff, so one bounded index range finds them.
 """
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
+from pymongo import ReplaceOne
 
-from apps.market.models import PriceTick
+from apps.market.buckets import bucket_document, document_ticks
+from apps.market.models import TickBucket
 
 BATCH_SIZE = 5_000
 PAUSE_SECONDS = 0.2
@@ -25,8 +31,24 @@ def ticks_cutoff(*, days: int, now: datetime | None = None) -> datetime:
     return (now or timezone.now()) - timedelta(days=days)
 
 
+def _milliseconds(moment: datetime) -> int:
+    """The first whole millisecond at or after `moment`: a point is older than `moment` iff it is before this."""
+    microseconds = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return -(-microseconds // 1000)
+
+
+def _straddling_filter(cutoff: datetime) -> dict[str, Any]:
+    """Buckets with points on both sides of the cutoff (a bucket spans less than one window)."""
+    window = timedelta(seconds=settings.TICK_BUCKET_SECONDS)
+    return {"end": {"$gte": cutoff, "$lt": cutoff + window}, "start": {"$lt": cutoff}}
+
+
 def ticks_older_than_count(*, cutoff: datetime) -> int:
-    return PriceTick.objects.filter(recorded_at__lt=cutoff).count()
+    collection = TickBucket.collection()
+    whole = sum(d["count"] for d in collection.find({"end": {"$lt": cutoff}}, {"count": 1}))
+    edge = _milliseconds(cutoff)
+    straddling = collection.find(_straddling_filter(cutoff), {"times": 1})
+    return whole + sum(sum(1 for at in d["times"] if at < edge) for d in straddling)
 
 
 def ticks_delete_older_than(
@@ -36,15 +58,38 @@ def ticks_delete_older_than(
     pause_seconds: float = PAUSE_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[int]:
-    """Delete ticks recorded before `cutoff`, yielding the size of each batch deleted."""
+    """Delete ticks recorded before `cutoff`, yielding how many ticks each batch deleted."""
     if batch_size < 1:
         raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
+    collection = TickBucket.collection()
     while True:
-        ids = list(PriceTick.objects.filter(recorded_at__lt=cutoff).values_list("pk", flat=True)[:batch_size])
-        if not ids:
-            return
-        deleted, _ = PriceTick.objects.filter(pk__in=ids).delete()
-        yield deleted
-        if len(ids) < batch_size:
-            return
+        batch, ticks = [], 0
+        for document in collection.find({"end": {"$lt": cutoff}}, {"count": 1}).limit(batch_size):
+            batch.append(document["_id"])
+            ticks += document["count"]
+            if ticks >= batch_size:
+                break
+        if not batch:
+            break
+        collection.delete_many({"_id": {"$in": batch}})
+        yield ticks
+        if ticks < batch_size:
+            break  # that was every old bucket
         sleep(pause_seconds)
+    trimmed = _trim_straddling(cutoff)
+    if trimmed:
+        yield trimmed
+
+
+def _trim_straddling(cutoff: datetime) -> int:
+    """Keep only the points at or after the cutoff in buckets the cutoff falls inside."""
+    collection = TickBucket.collection()
+    edge, replacements, removed = _milliseconds(cutoff), [], 0
+    for document in collection.find(_straddling_filter(cutoff)):
+        kept = [numbered for numbered in document_ticks(document) if numbered[1].timestamp >= edge]
+        removed += document["count"] - len(kept)
+        newer = bucket_document(document["symbol"], kept, document_id=document["_id"])
+        replacements.append(ReplaceOne({"_id": document["_id"], "count": document["count"]}, newer))
+    if replacements:
+        collection.bulk_write(replacements, ordered=False)
+    return removed

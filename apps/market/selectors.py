@@ -1,14 +1,15 @@
 """Reads of the market: symbols with quotes, recent history (Redis ring), stored history (MongoDB).
 
-Stored history is read with raw pymongo filters over bounded time windows.
+Stored history lives in tick buckets (apps/market/buckets.py, on the market
+database alias) and is read with raw pymongo filters over bounded time windows.
 Two SecantusDB gaps (pinned in tests/market/test_secantus_gaps.py) shape this:
 its planner never uses an index to provide a sort (so an unbounded
 "newest N of a symbol" sorts the symbol's whole history), and it scans the
 whole collection for the filters the Django ORM generates (`$and` with
 `$exists`/`$ne null` conjuncts) and for any top-level `$or`. So each query here
-is `{symbol: s, recorded_at: <range>}` (IXSCAN on {symbol, recorded_at}) over
-a window that holds a bounded number of ticks; a real MongoDB serves the same
-filters from the index too.
+is `{symbol: s, start: <range>}` (IXSCAN on {symbol, start}) for the buckets
+that can hold points of a window with a bounded number of ticks; points are
+filtered and ordered here. A real MongoDB serves the same filters from the index too.
 """
 
 import base64
@@ -26,7 +27,8 @@ from django.db.models import Q
 
 from apps.core.cache import cached
 from apps.core.redis import redis_client
-from apps.market.models import PriceTick, Symbol
+from apps.market.buckets import document_points
+from apps.market.models import Symbol, TickBucket
 from apps.market.quotes import latest_quotes
 from apps.market.ring import BoundedRing, ring_key
 from apps.market.simulator import SymbolSpec
@@ -40,7 +42,7 @@ MAX_WINDOW_GROWTH = 32.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WINDOW_MARGIN = 1.25
 RECENT_FALLBACK_WINDOW = timedelta(minutes=15)
-TICK_FIELDS = {"_id": 0, "tick_id": 1, "symbol": 1, "price": 1, "previous_close": 1, "volume": 1, "recorded_at": 1}
+POINT_FIELDS = {"_id": 0, "tick_ids": 1, "times": 1, "prices": 1, "previous_closes": 1, "volumes": 1}
 
 
 # --- Symbols --------------------------------------------------------------------------------
@@ -113,62 +115,56 @@ def symbol_by_ticker(ticker: str) -> Symbol | None:
 # --- Stored ticks -----------------------------------------------------------------------------
 
 
-def tick_document_as_point(document: dict[str, Any]) -> dict[str, Any]:
-    """A stored tick in the shape of a ring point, plus the previous close."""
-    return {
-        "tick_id": document["tick_id"],
-        "price": float(document["price"].to_decimal()),
-        "previous_close": float(document["previous_close"].to_decimal()),
-        "volume": int(document["volume"]),
-        "timestamp": _milliseconds(document["recorded_at"]),
-    }
-
-
-def _milliseconds(moment: datetime) -> int:
-    if moment.tzinfo is None:  # pymongo returns naive UTC datetimes
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
 def _moment(milliseconds: int) -> datetime:
     return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
 
 
-NEWEST_FIRST = [("recorded_at", -1), ("tick_id", -1)]
+def _milliseconds(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(milliseconds=1)  # exact: float seconds * 1000 can round down
 
 
-# The filters stored-history reads use; tests/market/test_indexes.py explains each one.
-def window_filter(symbol: str, since: datetime, until: datetime) -> dict[str, Any]:
-    return {"symbol": symbol, "recorded_at": {"$gte": since, "$lt": until}}
+def _newest_first(point: dict[str, Any]) -> tuple[int, str]:
+    return point["timestamp"], point["tick_id"]
 
 
-def ties_filter(symbol: str, at: datetime) -> dict[str, Any]:
-    return {"symbol": symbol, "recorded_at": at}
+# The filter stored-history reads use; tests/market/test_indexes.py explains it.
+def buckets_filter(symbol: str, since: datetime, until: datetime) -> dict[str, Any]:
+    """Buckets that may hold points of `symbol` in [since, until): a bucket spans less than one bucket window."""
+    reach = timedelta(seconds=settings.TICK_BUCKET_SECONDS)
+    return {"symbol": symbol, "start": {"$gt": since - reach, "$lt": until}}
+
+
+def _points_between(symbol: str, since: datetime, until: datetime) -> Iterator[dict[str, Any]]:
+    """Stored points of `symbol` with since <= time < until, bucket by bucket (unordered across buckets)."""
+    low, high = _milliseconds(since), _milliseconds(until)
+    for document in TickBucket.collection().find(buckets_filter(symbol, since, until), POINT_FIELDS):
+        yield from (p for p in document_points(document) if low <= p["timestamp"] < high)
 
 
 def ticks_in_window(*, symbol: str, since: datetime, until: datetime, limit: int) -> list[dict[str, Any]]:
-    """Newest first, at most `limit`, with since <= recorded_at < until: one indexed range."""
-    cursor = (
-        PriceTick.collection().find(window_filter(symbol, since, until), TICK_FIELDS).sort(NEWEST_FIRST).limit(limit)
-    )
-    return [tick_document_as_point(document) for document in cursor]
+    """Newest first, at most `limit`, with since <= time < until: one indexed range of buckets."""
+    return sorted(_points_between(symbol, since, until), key=_newest_first, reverse=True)[:limit]
 
 
 def _ties(*, symbol: str, at: datetime, below_tick_id: str, limit: int) -> list[dict[str, Any]]:
-    """Ticks stamped exactly `at` and ordered before the cursor's tick.
-
-    The tick-id condition is applied here, not in the filter: with it (or as a
-    top-level $or) SecantusDB scans the whole collection. One symbol's ticks in
-    one millisecond are a handful.
-    """
-    documents = PriceTick.collection().find(ties_filter(symbol, at), TICK_FIELDS)
-    before = sorted((d for d in documents if d["tick_id"] < below_tick_id), key=lambda d: d["tick_id"], reverse=True)
-    return [tick_document_as_point(document) for document in before[:limit]]
+    """Points stamped exactly `at` and ordered before the cursor's point (one symbol's ticks in one ms are few)."""
+    found = _points_between(symbol, at, at + timedelta(milliseconds=1))
+    return sorted((p for p in found if p["tick_id"] < below_tick_id), key=_newest_first, reverse=True)[:limit]
 
 
 def _any_between(*, symbol: str, since: datetime, until: datetime) -> bool:
-    """An index probe, no sort: is any tick of `symbol` stored in [since, until)?"""
-    return PriceTick.collection().find_one(window_filter(symbol, since, until), {"_id": 1}) is not None
+    """One index probe, no sort: does a bucket of `symbol` start in [since, until) (its first tick lies there)?
+
+    A tick in a bucket that started up to one window before `since` is not seen; the walk still
+    reads it, because the window after a resume point reaches a minute (> one bucket window) past it.
+    """
+    found = TickBucket.collection().find_one({"symbol": symbol, "start": {"$gte": since, "$lt": until}}, {"_id": 1})
+    return found is not None
+
+
+def _anything_before(*, symbol: str, before: datetime) -> bool:
+    """One index probe: is any tick of `symbol` older than `before`? (A bucket's first point is its start.)"""
+    return TickBucket.collection().find_one({"symbol": symbol, "start": {"$lt": before}}, {"_id": 1}) is not None
 
 
 def _resume_point(*, symbol: str, before: datetime) -> datetime | None:
@@ -179,6 +175,8 @@ def _resume_point(*, symbol: str, before: datetime) -> datetime | None:
     the range it is given, so no probe spans more than the gap plus what it finds.
     Widen the gap until a tick shows up, then halve it down to a minute.
     """
+    if not _anything_before(symbol=symbol, before=before):
+        return None  # the end of the symbol's history: one probe, not one per doubling back to 1970
     # Invariant: nothing in [before - empty, before); some tick in [before - reaches, before).
     empty, reaches = timedelta(0), FIRST_WINDOW
     while not _any_between(symbol=symbol, since=before - reaches, until=before):
@@ -234,6 +232,20 @@ def latest_stored_tick(symbol: str) -> Tick | None:
         return None
     point = found[0]
     return Tick(symbol, point["price"], point["previous_close"], point["volume"], point["timestamp"])
+
+
+def last_known_ticks(symbols: list[str]) -> dict[str, Tick]:
+    """Each symbol's last tick: its Redis quote, else its newest stored tick (where a restarted simulator resumes)."""
+    quotes = quotes_or_nothing(symbols)
+    last = {
+        symbol: Tick(symbol, float(q["price"]), float(q["previous_close"]), int(q["volume"]), int(q["timestamp"]))
+        for symbol, q in quotes.items()
+    }
+    if len(last) < len(symbols) and TickBucket.collection().estimated_document_count():
+        for symbol in symbols:
+            if symbol not in last and (tick := latest_stored_tick(symbol)) is not None:
+                last[symbol] = tick
+    return last
 
 
 def symbol_quote(symbol: str) -> dict[str, Any] | None:
@@ -311,9 +323,7 @@ def recent_history(symbol: str) -> list[dict[str, Any]]:
 
 
 def _ascending(*, symbol: str, since: datetime, until: datetime) -> Iterator[dict[str, Any]]:
-    cursor = PriceTick.collection().find(window_filter(symbol, since, until), TICK_FIELDS)
-    for document in cursor.sort([("recorded_at", 1), ("tick_id", 1)]):
-        yield tick_document_as_point(document)
+    yield from sorted(_points_between(symbol, since, until), key=_newest_first)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -63,7 +63,10 @@ class _SymbolState:
 class MarketSimulator:
     """Ticks for `symbols` in round-robin order; reproducible from `seed` alone."""
 
-    def __init__(self, symbols: Sequence[SymbolSpec], *, seed: int) -> None:
+    def __init__(
+        self, symbols: Sequence[SymbolSpec], *, seed: int, resume_from: Mapping[str, Tick] | None = None
+    ) -> None:
+        """`resume_from`: the last known tick per symbol (a restart continues there: no jump in any chart)."""
         if not symbols:
             raise ValueError("the simulator needs at least one symbol")
         self._rng = random.Random(seed)
@@ -71,13 +74,14 @@ class MarketSimulator:
         self._states = []
         for spec in symbols:
             profile = SECTOR_PROFILES[spec.sector]
-            price = float(spec.initial_price)
+            last = (resume_from or {}).get(spec.ticker)
+            price = last.price if last else float(spec.initial_price)
             self._states.append(
                 _SymbolState(
                     ticker=spec.ticker,
                     price=price,
-                    previous_close=round(price, 2),
-                    volume=0,
+                    previous_close=last.previous_close if last else round(price, 2),
+                    volume=last.volume if last else 0,
                     log_drift=(profile.drift - profile.volatility**2 / 2) * dt,
                     shock_scale=profile.volatility * math.sqrt(dt),
                 )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from django.apps import apps
-from django.db import connection, models
+from django.db import connections, models, router
 
 from apps.monitoring.metrics import INDEXES_MISSING
 
@@ -89,13 +89,16 @@ def _present(expected: ExpectedIndex, existing: Iterable[Mapping[str, object]]) 
 
 def missing_indexes() -> list[ExpectedIndex]:
     """Declared indexes the database does not have (a missing collection lacks all of its indexes)."""
-    database = connection.database  # type: ignore[attr-defined]
-    collections = set(database.list_collection_names())
+    aliases = {model._meta.db_table: router.db_for_write(model) for model in apps.get_models()}
+    collections: dict[str, set[str]] = {}
     existing: dict[str, list[Mapping[str, object]]] = {}
     missing: list[ExpectedIndex] = []
     for index in expected_indexes():
+        database = connections[aliases.get(index.collection, "default")].database  # type: ignore[attr-defined]
+        if database.name not in collections:
+            collections[database.name] = set(database.list_collection_names())
         if index.collection not in existing:
-            in_db = index.collection in collections
+            in_db = index.collection in collections[database.name]
             existing[index.collection] = list(database[index.collection].index_information().values()) if in_db else []
         if not _present(index, existing[index.collection]):
             missing.append(index)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from apps.core.redis import redis_client
-from apps.market.models import PriceTick
+from apps.market.buckets import store_ticks
+from apps.market.models import TickBucket
 from apps.market.ring import stage_ring
 from apps.market.ticks import Tick
 from tests.browser.conftest import DaphneServer, login, publish, tick, wait_live
@@ -261,17 +260,7 @@ def test_the_chart_starts_from_the_ring_and_pages_back_into_stored_history(
     stage_ring(pipe, [(f"r{n:04d}", Tick(symbol, 100 + n / 100, 100.0, n, now - (50 - n) * 1000)) for n in range(50)])
     pipe.execute()
     with django_db_blocker.unblock():
-        PriceTick.objects.bulk_create(
-            PriceTick(
-                tick_id=f"s{n:04d}",
-                symbol=symbol,
-                price=Decimal("90.00") + n,
-                previous_close=Decimal("100.00"),
-                volume=n,
-                recorded_at=datetime.fromtimestamp((now - (300 - n) * 1000) / 1000, tz=UTC),
-            )
-            for n in range(150)
-        )
+        store_ticks([(f"s{n:04d}", Tick(symbol, 90.0 + n, 100.0, n, now - (300 - n) * 1000)) for n in range(150)])
     login(page.context, server, django_db_blocker, "historian")
     history_calls: list[str] = []
     page.on("request", lambda r: history_calls.append(r.url) if "/history" in r.url else None)
@@ -287,7 +276,7 @@ def test_the_chart_starts_from_the_ring_and_pages_back_into_stored_history(
     assert [len(second.value.json()["data"]), second.value.json()["nextCursor"]] == [50, None]
     assert "before=" in history_calls[0]
     with django_db_blocker.unblock():
-        PriceTick.objects.filter(symbol=symbol).delete()
+        TickBucket.objects.filter(symbol=symbol).delete()
 
 
 def test_the_naive_baseline_rebuilds_every_row_on_each_message(

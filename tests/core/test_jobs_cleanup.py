@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,51 +13,58 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from apps.core.tasks import cleanup_prices, warm_cache
-from apps.market.models import PriceTick
+from apps.market import buckets
+from apps.market.models import TickBucket
 from apps.market.retention import ticks_cutoff, ticks_delete_older_than
+from apps.market.ticks import Tick
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-def store_ticks(ages_in_hours: list[int], *, now: datetime = NOW) -> None:
-    PriceTick.objects.bulk_create(
-        PriceTick(
-            tick_id=uuid.uuid4().hex,
-            symbol="ACME",
-            price=Decimal("10.00"),
-            previous_close=Decimal("10.00"),
-            volume=0,
-            recorded_at=now - timedelta(hours=age),
-        )
-        for age in ages_in_hours
+def store_aged(ages: list[timedelta], *, now: datetime = NOW) -> None:
+    buckets.store_ticks(
+        [(uuid.uuid4().hex, Tick("ACME", 10.0, 10.0, 0, int((now - age).timestamp() * 1000))) for age in ages]
     )
+
+
+def store_ticks(ages_in_hours: list[int], *, now: datetime = NOW) -> None:
+    store_aged([timedelta(hours=age) for age in ages_in_hours], now=now)
+
+
+def stored_times() -> list[datetime]:
+    return [
+        datetime.fromtimestamp(at / 1000, tz=UTC)
+        for times in TickBucket.objects.values_list("times", flat=True)
+        for at in times
+    ]
 
 
 @pytest.mark.django_db
 @hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    ages=st.lists(st.integers(0, 24 * 14), max_size=40),
+    offsets_s=st.lists(st.integers(-24 * 3600, 24 * 3600) | st.integers(-90, 90), max_size=60),
     days=st.integers(1, 10),
     batch_size=st.integers(1, 15),
 )
 def test_a_cleanup_removes_exactly_the_old_ticks_in_bounded_paused_batches(
-    ages: list[int], days: int, batch_size: int
+    settings: Any, offsets_s: list[int], days: int, batch_size: int
 ) -> None:
     """Feature: trading-performance-optimization, Property 29: For any daily cleanup cycle, old price history records
     should be removed from storage"""
-    PriceTick.objects.all().delete()
-    store_ticks(ages)
+    TickBucket.objects.all().delete()
     cutoff = ticks_cutoff(days=days, now=NOW)
+    # Ticks around the cutoff (within a bucket window: partial buckets) and far from it, whole buckets.
+    store_aged([NOW - cutoff + timedelta(seconds=offset) for offset in offsets_s])
     pauses: list[float] = []
     batches = list(
         ticks_delete_older_than(cutoff=cutoff, batch_size=batch_size, pause_seconds=0.5, sleep=pauses.append)
     )
-    old = sum(1 for age in ages if NOW - timedelta(hours=age) < cutoff)
+    old = sum(1 for offset in offsets_s if offset > 0)
     assert sum(batches) == old
-    assert all(0 < batch <= batch_size for batch in batches)
-    assert len(pauses) == max(0, len(batches) - 1) + (1 if old and old % batch_size == 0 else 0)
-    remaining = list(PriceTick.objects.values_list("recorded_at", flat=True))
-    assert len(remaining) == len(ages) - old
+    assert all(0 < batch < batch_size + settings.TICK_BUCKET_MAX_POINTS for batch in batches)  # bounded batches
+    assert len(pauses) <= len(batches)
+    remaining = stored_times()
+    assert len(remaining) == len(offsets_s) - old
     assert all(recorded_at >= cutoff for recorded_at in remaining)
 
 
@@ -73,17 +79,19 @@ def test_the_daily_task_keeps_the_configured_retention(settings: Any) -> None:
     now = datetime.now(UTC)
     store_ticks([24 * 8, 24 * 8, 24 * 6, 1], now=now)
     assert cleanup_prices.apply().get() == 2
-    assert PriceTick.objects.count() == 2
+    assert len(stored_times()) == 2
 
 
 @pytest.mark.django_db
 def test_the_cleanup_command_shows_progress(capsys: pytest.CaptureFixture[str]) -> None:
-    store_ticks([24 * 3] * 5 + [1], now=datetime.now(UTC))
+    store_aged(
+        [timedelta(days=3, minutes=minutes) for minutes in range(5)] + [timedelta(hours=1)], now=datetime.now(UTC)
+    )
     call_command("cleanup_prices", "--days", "2", "--batch-size", "2")
     output = capsys.readouterr().out
     assert "5 tick(s) recorded before" in output
     assert "deleted 2/5" in output and "deleted 4/5" in output and "deleted 5/5" in output
-    assert PriceTick.objects.count() == 1
+    assert len(stored_times()) == 1
 
 
 @pytest.mark.django_db
@@ -91,7 +99,7 @@ def test_a_dry_run_only_counts(capsys: pytest.CaptureFixture[str]) -> None:
     store_ticks([24 * 30] * 3, now=datetime.now(UTC))
     call_command("cleanup_prices", "--dry-run")
     assert "3 tick(s) recorded before" in capsys.readouterr().out
-    assert PriceTick.objects.count() == 3
+    assert len(stored_times()) == 3
 
 
 @pytest.mark.django_db

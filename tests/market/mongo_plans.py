@@ -4,24 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection
-
-from apps.market.models import PriceTick
+from apps.market.models import TickBucket
 
 
-def ticks_collection() -> Any:
-    return connection.get_collection(PriceTick._meta.db_table)
+def buckets_collection() -> Any:
+    return TickBucket.collection()
 
 
 def explain_find(
     filter_: dict[str, Any], *, sort: Any = None, limit: int = 0, verbosity: str = "queryPlanner"
 ) -> dict[str, Any]:
-    command: dict[str, Any] = {"find": PriceTick._meta.db_table, "filter": filter_}
+    command: dict[str, Any] = {"find": TickBucket._meta.db_table, "filter": filter_}
     if sort:
         command["sort"] = dict(sort) if isinstance(sort, list) else sort
     if limit:
         command["limit"] = limit
-    return connection.database.command("explain", command, verbosity=verbosity)
+    return buckets_collection().database.command("explain", command, verbosity=verbosity)
 
 
 def plan_stages(plan: dict[str, Any]) -> list[tuple[str, str | None]]:

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from apps.core.redis import redis_client
 from apps.market import selectors
+from apps.market.buckets import store_ticks
 from apps.market.models import Symbol
-from apps.market.persister import MongoTickStore
 from apps.market.quotes import quote_key
 from apps.market.services import symbols_seed
 from apps.market.simulator import RedisTickSink
@@ -134,7 +134,7 @@ def test_one_symbol_falls_back_to_the_latest_stored_tick_when_redis_is_down(
     market: list[str], api: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     ticker = market[7]
-    MongoTickStore().insert([("s-1", Tick(ticker, 33.3, 30.0, 700, now_ms()))])
+    store_ticks([("s-1", Tick(ticker, 33.3, 30.0, 700, now_ms()))])
     real_mget = redis_client().mget
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -163,7 +163,7 @@ def test_history_pages_by_cursor(market: list[str], api: Any) -> None:
     ticker = market[0]
     now = now_ms()
     ticks = [(f"h-{n:03d}", Tick(ticker, 10 + n, 10.0, n, now - 1000 * (30 - n))) for n in range(30)]
-    MongoTickStore().insert(ticks[:20])
+    store_ticks(ticks[:20])
     RedisTickSink().write(ticks[10:])
     seen: list[str] = []
     before = None

@@ -1,4 +1,5 @@
 import json
+import time
 from io import StringIO
 from pathlib import Path
 
@@ -49,14 +50,38 @@ def test_run_market_sends_ticks_for_the_first_symbols_and_records_them(market: l
     assert stream_ticks() == sent  # the same session, tick for tick
 
 
-def test_the_same_seed_sends_the_same_ticks(market: list[str]) -> None:
+def test_the_same_seed_sends_the_same_ticks_from_a_clean_start(market: list[str]) -> None:
     run("run_market", "--seed", "8", "--rate", "300", "--symbols", "3", "--duration", "0.3")
     first = stream_ticks()
-    redis_client().delete(stream_key())
+    redis_client().flushdb()  # a clean start: no quotes, no stream, nothing stored
     run("run_market", "--seed", "8", "--rate", "300", "--symbols", "3", "--duration", "0.3")
     second = stream_ticks()
     common = min(len(first), len(second))
     assert common > 50 and first[:common] == second[:common]
+
+
+def test_a_restarted_market_resumes_each_symbol_at_its_last_quote(market: list[str]) -> None:
+    run("run_market", "--seed", "8", "--rate", "300", "--symbols", "3", "--duration", "0.3")
+    last = {symbol: (price, volume) for symbol, price, volume in stream_ticks()}
+    redis_client().delete(stream_key())
+    run("run_market", "--seed", "8", "--rate", "300", "--symbols", "3", "--duration", "0.3")
+    first: dict[str, tuple[str, int]] = {}
+    for symbol, price, volume in stream_ticks():
+        first.setdefault(symbol, (price, volume))
+    for symbol, (price, volume) in first.items():
+        assert volume > last[symbol][1]  # the session goes on: volume keeps growing
+        assert abs(float(price) / float(last[symbol][0]) - 1) < 0.02  # one step from the last price, no jump
+
+
+def test_without_quotes_the_market_resumes_from_the_stored_ticks(market: list[str]) -> None:
+    from apps.market.buckets import store_ticks
+    from apps.market.selectors import last_known_ticks
+    from apps.market.ticks import Tick
+
+    now_ms = int(time.time() * 1000)
+    store_ticks([("old-1", Tick(market[0], 123.45, 120.0, 9_900, now_ms - 5_000))])
+    resumed = last_known_ticks(market[:2])
+    assert resumed == {market[0]: Tick(market[0], 123.45, 120.0, 9_900, now_ms - 5_000)}
 
 
 @pytest.mark.parametrize(
@@ -120,10 +145,11 @@ def test_persist_ticks_rejects_bad_arguments(db: None, args: list[str], message:
 
 
 def test_persist_ticks_stores_what_run_market_sent(market: list[str]) -> None:
-    from apps.market.models import PriceTick
+    from apps.market.models import TickBucket
 
     run("run_market", "--seed", "1", "--rate", "500", "--symbols", "4", "--duration", "0.4")
     sent = len(stream_ticks())
     out = run("persist_ticks", "--duration", "1.5")
     assert f"{sent} ticks stored" in out
-    assert PriceTick.objects.count() == sent and redis_client().xlen(stream_key()) == 0
+    stored = sum(TickBucket.objects.values_list("count", flat=True))
+    assert stored == sent and redis_client().xlen(stream_key()) == 0

@@ -4,7 +4,6 @@ from typing import Any
 
 import pytest
 import redis
-from django.db import connection
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -12,8 +11,8 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apps.core.redis import redis_client
 from apps.market import selectors
-from apps.market.models import PriceTick
-from apps.market.persister import MongoTickStore
+from apps.market.buckets import store_ticks
+from apps.market.models import TickBucket
 from apps.market.selectors import HistoryCursor, latest_stored_tick, recent_history, symbol_quote, tick_history
 from apps.market.simulator import RedisTickSink
 from apps.market.stream import NumberedTick
@@ -52,7 +51,7 @@ def page_through(limits: Any, arriving: list[list[NumberedTick]], backlog: list[
         before = page.next_cursor
         if page_number < len(arriving):
             RedisTickSink().write(arriving[page_number])
-            MongoTickStore().insert(backlog + arriving[page_number])
+            store_ticks(backlog + arriving[page_number])
     raise AssertionError("unreachable")
 
 
@@ -71,11 +70,11 @@ def test_history_pages_never_repeat_or_skip_while_ticks_arrive(
     """Feature: trading-performance-optimization, Property 37: For any paginated query, the ordering should remain consistent across all page requests"""  # noqa: E501
     settings.PRICE_RING_SIZE = ring_size
     redis_client().flushdb()
-    connection.get_collection(PriceTick._meta.db_table).delete_many({})
+    TickBucket.collection().delete_many({})
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     ticks = ticks_at(timeline(gaps, end_ms=now_ms - 60_000))
     unstored = min(unstored, ring_size)  # the persister lags by less than the ring holds
-    MongoTickStore().insert(ticks[: len(ticks) - unstored])
+    store_ticks(ticks[: len(ticks) - unstored])
     RedisTickSink().write(ticks)
     later = [ticks_at([now_ms - 30_000 + k] * count, run=f"new{k}") for k, count in enumerate(arrivals)]
     assert page_through(itertools.cycle(limits), later, ticks) == newest_first(ticks)
@@ -99,7 +98,7 @@ def test_the_latest_page_comes_from_the_ring_without_a_database_query(django_ass
 def test_history_is_served_from_mongodb_when_redis_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     ticks = ticks_at(timeline([1000] * 20, end_ms=now_ms))
-    MongoTickStore().insert(ticks)
+    store_ticks(ticks)
 
     def broken(*args: object, **kwargs: object) -> None:
         raise redis.ConnectionError("Redis is down")
@@ -116,7 +115,7 @@ def test_history_is_served_from_mongodb_when_redis_is_down(monkeypatch: pytest.M
 @pytest.mark.django_db
 def test_the_latest_stored_tick_is_found_in_widening_windows() -> None:
     old = int((datetime.now(UTC) - timedelta(days=3)).timestamp() * 1000)
-    MongoTickStore().insert(ticks_at([old, old + 5]))
+    store_ticks(ticks_at([old, old + 5]))
     tick = latest_stored_tick("HIST")
     assert tick is not None and tick.timestamp == old + 5
     assert latest_stored_tick("NONE") is None

@@ -1,18 +1,22 @@
 import bisect
+from collections import Counter
 from collections.abc import Sequence
 
 import pytest
-from django.db import connection
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pymongo.errors import ServerSelectionTimeoutError
 
 from apps.core.redis import redis_client
-from apps.market.models import PriceTick
-from apps.market.persister import MongoTickStore, RedisTickSource, StreamEntry, TickPersister, WriteLimiter
+from apps.market.buckets import Bucket, BucketAssembler, MongoBucketStore, document_ticks, store_ticks
+from apps.market.models import TickBucket
+from apps.market.persister import RedisTickSource, StreamEntry, TickPersister, WriteLimiter
 from apps.market.stream import CONSUMER_GROUP, NumberedTick, stage_append, stream_key
+from apps.market.ticks import Tick
 from tests.market.engine_fakes import FakeClock, numbered_ticks
+
+START_MS = 1_700_000_000_000
 
 
 def writes_in_any_second(times: Sequence[float]) -> int:
@@ -41,7 +45,10 @@ class ArrivingTicks:
 
     def __init__(self, clock: FakeClock, arrivals: list[float]) -> None:
         self.clock, self.arrivals = clock, arrivals
-        self.ticks = numbered_ticks(len(arrivals))
+        self.ticks = [
+            (tick_id, Tick(tick.symbol, tick.price, tick.previous_close, tick.volume, round(at * 1000)))
+            for (tick_id, tick), at in zip(numbered_ticks(len(arrivals)), arrivals, strict=True)
+        ]
         self.read_upto = 0
         self.acknowledged = 0
 
@@ -67,10 +74,15 @@ class RecordingStore:
         self.write_times: list[float] = []
         self.stored: list[str] = []
 
-    def insert(self, ticks: Sequence[NumberedTick]) -> int:
+    def insert(self, buckets: Sequence[Bucket]) -> int:
         self.write_times.append(self.clock())
-        self.stored.extend(tick_id for tick_id, _ in ticks)
-        return len(ticks)
+        self.stored.extend(tick_id for bucket in buckets for tick_id, _ in bucket.ticks)
+        return sum(len(bucket.ticks) for bucket in buckets)
+
+
+def on_clock(clock: FakeClock, **kwargs: object) -> dict[str, object]:
+    """Persister keywords driving every timer (limiter, poll, bucket windows) from one fake clock."""
+    return {"clock": clock, "sleep": clock.sleep, "now_ms": lambda: round(clock() * 1000), **kwargs}
 
 
 @hypothesis_settings(max_examples=100, deadline=None)
@@ -83,11 +95,11 @@ def test_the_persister_never_exceeds_ten_writes_per_second_and_stores_every_tick
     start = clock()
     arrivals = [start + second + k / rate for second, rate in enumerate(rates) for k in range(rate)]
     source, store = ArrivingTicks(clock, arrivals), RecordingStore(clock)
-    persister = TickPersister(source, store, writes_per_second=10, batch_max=batch_max, clock=clock, sleep=clock.sleep)
+    persister = TickPersister(source, store, writes_per_second=10, batch_max=batch_max, **on_clock(clock))  # type: ignore[arg-type]
     while source.acknowledged < len(arrivals) and clock() < start + len(rates) + 120:
         persister.step()
     assert writes_in_any_second(store.write_times) <= 10
-    assert store.stored == [tick_id for tick_id, _ in source.ticks]
+    assert sorted(store.stored) == [tick_id for tick_id, _ in source.ticks]
 
 
 class FlakyStore(RecordingStore):
@@ -95,11 +107,11 @@ class FlakyStore(RecordingStore):
         super().__init__(clock)
         self.failures = failures
 
-    def insert(self, ticks: Sequence[NumberedTick]) -> int:
+    def insert(self, buckets: Sequence[Bucket]) -> int:
         if self.failures:
             self.failures -= 1
             raise ServerSelectionTimeoutError("127.0.0.1:27017: connection refused")
-        return super().insert(ticks)
+        return super().insert(buckets)
 
 
 def test_an_unreachable_database_is_retried_with_exponential_backoff_keeping_the_batch() -> None:
@@ -111,11 +123,13 @@ def test_an_unreachable_database_is_retried_with_exponential_backoff_keeping_the
         sleeps.append(seconds)
         clock.sleep(seconds)
 
-    persister = TickPersister(source, store, writes_per_second=10, batch_max=100, clock=clock, sleep=sleep)
+    persister = TickPersister(
+        source, store, writes_per_second=10, batch_max=100, clock=clock, sleep=sleep, now_ms=lambda: 10**15
+    )
     for _ in range(5):
         persister.step()
     assert [s for s in sleeps if s >= 0.5] == [0.5, 1.0, 2.0, 4.0]
-    assert store.stored == [tick_id for tick_id, _ in source.ticks] and source.acknowledged == 30
+    assert sorted(store.stored) == [tick_id for tick_id, _ in source.ticks] and source.acknowledged == 30
     assert persister.stats.failures == 4
 
 
@@ -126,17 +140,18 @@ class Killed(BaseException):
     """Stands for kill -9: nothing after it runs in that persister."""
 
 
-class CrashingStore(MongoTickStore):
+class CrashingStore(MongoBucketStore):
     def __init__(self, crash_at: str | None) -> None:
+        super().__init__()
         self.crash_at = crash_at
 
-    def insert(self, ticks: Sequence[NumberedTick]) -> int:
+    def insert(self, buckets: Sequence[Bucket]) -> int:
         if self.crash_at == "before_insert":
             raise Killed
         if self.crash_at == "mid_insert":
-            super().insert(ticks[: len(ticks) // 2])
+            super().insert(buckets[: len(buckets) // 2])
             raise Killed
-        stored = super().insert(ticks)
+        stored = super().insert(buckets)
         if self.crash_at == "after_insert":
             raise Killed
         return stored
@@ -148,57 +163,92 @@ def append(ticks: Sequence[NumberedTick]) -> None:
     pipe.execute()
 
 
-def drain(crashes: list[str], *, batch_max: int) -> None:
-    """Persist everything, restarting the persister after each simulated kill."""
+WINDOW_MS, MAX_POINTS = 30_000, 40
+
+
+def drain(crashes: list[str], batch_sizes: list[int], *, last_ms: int) -> None:
+    """Persist everything, restarting the persister (a new batch size each time) after each simulated kill.
+
+    Time runs on a fake clock from the first tick, five poll seconds per read, so buckets close as the
+    ticks' windows end, fill up, or the held ticks reach the bound.
+    """
     clock = FakeClock()
-    plan = list(crashes)
+    plan, sizes = list(crashes), list(batch_sizes)
+    now_ms = lambda: START_MS + round((clock() - 1000.0) * 1000)  # noqa: E731
     for _ in range(100):
         source = RedisTickSource(redis_client(), consumer="persister@test")
-        source.BLOCK_MS = 5
+        source.BLOCK_MS = 1
         store = CrashingStore(plan.pop(0) if plan else None)
+        assembler = BucketAssembler(window_ms=WINDOW_MS, max_points=MAX_POINTS, hold_max=150)
+        batch_max = sizes.pop(0) if sizes else 50
         persister = TickPersister(
-            source, store, writes_per_second=10, batch_max=batch_max, clock=clock, sleep=clock.sleep
-        )
+            source, store, writes_per_second=10, batch_max=batch_max, assembler=assembler,
+            poll_seconds=5.0, clock=clock, sleep=clock.sleep, now_ms=now_ms,
+        )  # fmt: skip
         try:
-            while persister.step() or redis_client().xlen(stream_key()):
-                pass
+            while redis_client().xlen(stream_key()):
+                persister.step()
+                assert now_ms() < last_ms + 10 * WINDOW_MS, "the persister never finished"
             return
         except Killed:
             continue
-    raise AssertionError("the persister never finished")
+    raise AssertionError("the persister kept crashing")
+
+
+tick_streams = st.lists(
+    st.tuples(st.integers(0, 20_000), st.sampled_from(["AAA", "BBB", "CCC", "DDD"])), min_size=1, max_size=150
+)
+
+
+def stream_of(steps: list[tuple[int, str]]) -> list[NumberedTick]:
+    """Ticks in stream order: each step waits 0-20 s (often 0: several ticks in one millisecond) then ticks."""
+    ticks, at = [], START_MS
+    for n, (gap, symbol) in enumerate(steps):
+        at += gap if gap > 15_000 else gap % 50  # mostly dense, sometimes a jump across bucket windows
+        ticks.append((f"run-{n:06d}", Tick(symbol, 10 + n / 100, 10.0, n, at)))
+    return ticks
 
 
 @pytest.mark.django_db
 @hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    count=st.integers(1, 200),
-    crashes=st.lists(st.sampled_from(["before_insert", "mid_insert", "after_insert"]), max_size=3),
-    batch_max=st.integers(25, 150),
+    steps=tick_streams,
+    crashes=st.lists(st.sampled_from(["before_insert", "mid_insert", "after_insert"]), max_size=4),
+    batch_sizes=st.lists(st.integers(1, 120), max_size=5),
 )
-def test_a_killed_persister_loses_nothing_and_stores_nothing_twice(
-    count: int, crashes: list[str], batch_max: int
+def test_a_killed_persister_stores_each_tick_exactly_once_in_order_within_bucket_bounds(
+    steps: list[tuple[int, str]], crashes: list[str], batch_sizes: list[int]
 ) -> None:
     """Feature: trading-performance-optimization, Property 36: For any throttled database write operation, no price updates should be lost"""  # noqa: E501
     redis_client().flushdb()
-    collection = connection.get_collection(PriceTick._meta.db_table)
+    collection = TickBucket.collection()
     collection.delete_many({})
-    ticks = numbered_ticks(count)
+    ticks = stream_of(steps)
     append(ticks)
-    drain(crashes, batch_max=batch_max)
-    assert collection.count_documents({}) == count
-    assert sorted(collection.distinct("tick_id")) == sorted(tick_id for tick_id, _ in ticks)
+    drain(crashes, batch_sizes, last_ms=ticks[-1][1].timestamp)
+    documents = list(collection.find())
+    stored = [numbered for document in documents for numbered in document_ticks(document)]
+    assert Counter(tick_id for tick_id, _ in stored) == Counter(tick_id for tick_id, _ in ticks)  # once each
+    assert sorted(stored) == sorted(ticks)  # every field as sent
+    for document in documents:
+        keys = [(at, tick_id) for tick_id, at in zip(document["tick_ids"], document["times"], strict=True)]
+        assert keys == sorted(keys) and document["count"] == len(keys)  # in (time, tick id) order
+        assert len({at // WINDOW_MS for at, _ in keys}) == 1  # within one bucket window
+        assert {tick.symbol for _, tick in document_ticks(document)} == {document["symbol"]}
+    windows = [(d["symbol"], min(d["times"]) // WINDOW_MS) for d in documents]
+    assert len(windows) == len(set(windows))  # one document per symbol and window, however batches fell
     assert redis_client().xlen(stream_key()) == 0  # acknowledged entries are deleted: the stream stays bounded
     assert redis_client().xpending(stream_key(), CONSUMER_GROUP)["pending"] == 0
 
 
 @pytest.mark.django_db
-def test_stored_ticks_read_back_through_the_model_with_decimal_prices() -> None:
+def test_stored_ticks_read_back_from_their_bucket_exactly_as_sent() -> None:
     ticks = numbered_ticks(3)
-    assert MongoTickStore().insert(ticks) == 3
-    assert MongoTickStore().insert(ticks) == 0  # a re-delivered batch stores nothing twice
-    tick = PriceTick.objects.get(tick_id=ticks[1][0])
-    assert str(tick.price) == "10.01" and tick.symbol == "BBB" and tick.volume == 1
-    assert int(tick.recorded_at.timestamp() * 1000) == ticks[1][1].timestamp
+    assert store_ticks(ticks) == 3
+    assert store_ticks(ticks) == 0  # a re-delivered bucket stores nothing twice
+    bucket = TickBucket.objects.get(symbol="BBB")
+    assert bucket.count == 1 and bucket.prices == [10.01] and bucket.times == [ticks[1][1].timestamp]
+    assert TickBucket.objects.count() == 3
 
 
 @pytest.mark.django_db

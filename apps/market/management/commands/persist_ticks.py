@@ -9,8 +9,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core.redis import redis_client
+from apps.market.buckets import MongoBucketStore
 from apps.market.management.commands._arguments import bounded
-from apps.market.persister import MongoTickStore, PersisterStats, RedisTickSource, TickPersister, default_consumer_name
+from apps.market.persister import PersisterStats, RedisTickSource, TickPersister, default_consumer_name
 
 logger = logging.getLogger("apps.market.persister")
 
@@ -25,7 +26,7 @@ def progress_line(stats: PersisterStats, elapsed: float) -> str:
 
 
 class Command(BaseCommand):
-    help = "Store ticks from the Redis stream in MongoDB: bulk inserts, at most N writes/s, nothing lost or doubled."
+    help = "Store ticks from the Redis stream in MongoDB tick buckets: at most N writes/s, nothing lost or doubled."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--consumer", default=None, help="consumer name in the group (default: persister@host)")
@@ -62,9 +63,10 @@ class Command(BaseCommand):
     ) -> tuple[PersisterStats, float]:
         persister = TickPersister(
             RedisTickSource(redis_client(), consumer=consumer),
-            MongoTickStore(),
+            MongoBucketStore(),
             writes_per_second=writes_per_second,
             batch_max=settings.PERSISTER_BATCH_MAX,
+            poll_seconds=settings.PERSISTER_POLL_SECONDS,
         )
         started = time.monotonic()
         deadline = started + duration if duration else float("inf")
@@ -75,4 +77,5 @@ class Command(BaseCommand):
             if time.monotonic() >= next_report:
                 logger.info("persister: %s", progress_line(persister.stats, time.monotonic() - started))
                 next_report += REPORT_EVERY_SECONDS
+        persister.flush()
         return persister.stats, time.monotonic() - started

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.market.management.commands._arguments import bounded
-from apps.market.selectors import simulated_symbols
+from apps.market.selectors import last_known_ticks, simulated_symbols
 from apps.market.simulator import MarketSimulator, RedisTickSink, RunStats, TickRecorder, TickRunner
 
 logger = logging.getLogger("apps.market.simulator")
@@ -60,15 +60,18 @@ class Command(BaseCommand):
                     raise CommandError(f"--record: cannot write {options['record']}: {error.strerror}") from None
                 recorder = TickRecorder(recording)
             runner = TickRunner(RedisTickSink(), backlog_limit=settings.TICK_BACKLOG_LIMIT)
+            # Resume each symbol at its last known price; a clean start (nothing known) is reproducible by --seed.
+            resume_from = last_known_ticks([spec.ticker for spec in symbols])
             logger.info(
-                "market: %s symbols, %.0f ticks/s, seed %s, run %s%s",
+                "market: %s symbols (%s resumed from their last price), %.0f ticks/s, seed %s, run %s%s",
                 len(symbols),
+                len(resume_from),
                 rate,
                 seed,
                 runner.run_id,
                 f" (asked for {count})" if len(symbols) < count else "",
             )
-            simulator = MarketSimulator(symbols, seed=seed)
+            simulator = MarketSimulator(symbols, seed=seed, resume_from=resume_from)
             try:
                 stats = runner.run(
                     simulator.paced(rate),
