@@ -31,7 +31,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DJANGO_DEBUG=true $(BIN)/mypy .
-	$(BIN)/bandit -q -c pyproject.toml -r apps trading bench manage.py --severity-level medium
+	$(BIN)/bandit -q -c pyproject.toml -r apps trading manage.py --severity-level medium
 	$(PY) -m trading.check_settings
 
 bench: setup

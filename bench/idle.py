@@ -45,7 +45,8 @@ def _label(process: psutil.Process) -> str:
         ("celery -A trading beat", "celery beat"),
         ("celery -A trading worker", "celery worker"),
         ("uvicorn", "web (uvicorn)"),
-        ("honcho", "honcho"),
+        ("supervisord", "supervisord"),
+        ("trading.supervision", "supervisor event listener"),
         ("multiprocessing", "web workers (uvicorn)"),
         ("trading.devstack", "devstack"),
     ]:

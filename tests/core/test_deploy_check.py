@@ -36,7 +36,7 @@ def production_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis configured as the docs say: a password and a bounded LRU memory."""
     password, port = secrets.token_urlsafe(16), free_port()
     argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    argv += ["--requirepass", password, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]
+    argv += ["--requirepass", password, "--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"]
     argv += ["--dir", str(tmp_path_factory.mktemp("redis"))]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -34,7 +34,7 @@ def procfile_command(name: str) -> str:
 
 @pytest.fixture
 def web_server(tmp_path: Path) -> Iterator[Server]:
-    """Start the Procfile's `web` command through a shell, as honcho does; its output goes to a file."""
+    """Start the Procfile's `web` command through a shell, as supervisord does; its output goes to a file."""
     started: list[subprocess.Popen[bytes]] = []
 
     def start(**env: str) -> tuple[int, Path]:
@@ -44,7 +44,7 @@ def web_server(tmp_path: Path) -> Iterator[Server]:
         environment["PORT"] = str(port)
         environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"  # as devstack
         with log.open("wb") as output:
-            server = subprocess.Popen(  # the Procfile line runs in a shell, as under honcho
+            server = subprocess.Popen(  # the Procfile line runs in a shell, as under supervisord
                 procfile_command("web"),
                 shell=True,
                 cwd=BASE_DIR,
