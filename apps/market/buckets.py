@@ -145,7 +145,13 @@ class MongoBucketStore:
 
     def insert(self, buckets: Sequence[Bucket]) -> int:
         """Store the buckets in one write; return how many ticks were new."""
-        documents = [bucket_document(b.symbol, b.ticks, window_ms=self.window_ms) for b in buckets if b.ticks]
+        window = self.window_ms or settings.TICK_BUCKET_SECONDS * 1000
+        by_window: dict[str, tuple[str, list[NumberedTick]]] = {}
+        for bucket in buckets:  # buckets of one window (closed early when full) go in as one document
+            if bucket.ticks:
+                entry = by_window.setdefault(bucket_id(bucket.symbol, bucket.ticks[0], window), (bucket.symbol, []))
+                entry[1].extend(bucket.ticks)
+        documents = [bucket_document(symbol, ticks, window_ms=window) for symbol, ticks in by_window.values()]
         return self.insert_documents(documents)
 
     def insert_documents(self, documents: Sequence[dict[str, Any]]) -> int:
