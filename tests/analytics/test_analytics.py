@@ -168,13 +168,14 @@ def test_a_summary_request_serves_the_precomputed_document_and_computes_nothing(
     AnalyticsState.objects.all().delete()
     redis_client().flushdb()
     default_cache().local.clear()
-    now = timezone.now()  # the refresh's watermark is an ObjectId: trades carry the real time
     for symbol, quantity in before:
-        trade(buyer, symbol, quantity, "10.00", now)
-    analytics_refresh(now=now + timedelta(seconds=SETTLE_SECONDS + 1))
+        trade(buyer, symbol, quantity, "10.00", timezone.now())
+    # The refresh counts orders whose ObjectId (real time) is SETTLE_SECONDS older than its `now`:
+    # read the clock once every trade exists, however slowly the machine created them.
+    analytics_refresh(now=timezone.now() + timedelta(seconds=SETTLE_SECONDS + 1))
     precomputed = AnalyticsState.objects.get()
     for symbol, quantity in after:
-        trade(buyer, symbol, quantity, "10.00", now)
+        trade(buyer, symbol, quantity, "10.00", timezone.now())
     if cold:
         redis_client().flushdb()
         default_cache().local.clear()
