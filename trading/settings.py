@@ -110,7 +110,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "channels",
     "ninja",
-    "axes",
+    "trading.apps.MongoAxesConfig",  # django-axes with ObjectId keys (login throttling)
     "csp",
     "apps.core",
     "apps.market",
@@ -207,6 +207,7 @@ MIGRATION_MODULES = {
     "admin": "trading.mongo_migrations.admin",
     "auth": "trading.mongo_migrations.auth",
     "contenttypes": "trading.mongo_migrations.contenttypes",
+    "axes": "trading.mongo_migrations.axes",
 }
 
 # --- Redis: cache, channel layer, Celery broker ------------------------------
