@@ -15,7 +15,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from apps.monitoring.metrics import ADMISSION_REFUSED
+from apps.core.metrics import ADMISSION_REFUSED
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[Any]]

@@ -41,11 +41,11 @@ from django.core.cache import caches
 from django_mongodb_backend import transaction
 
 from apps.core import codec
+from apps.core.metrics import CACHE_DEGRADED, CACHE_REQUESTS
 from apps.core.pressure import register_shedder
 from apps.core.redis import key as redis_key
 from apps.core.redis import redis_client
-from apps.monitoring.metrics import CACHE_DEGRADED, CACHE_REQUESTS
-from apps.monitoring.middleware import record_cache_lookup
+from apps.core.request_scope import record_cache_lookup
 
 logger = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from celery import current_app as celery_app
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 
 from apps.core.redis import redis_client
-from trading.celery import app as celery_app
 
 
 @dataclass(frozen=True)

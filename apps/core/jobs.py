@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
-from celery import Task
+from celery import Task, current_app
 from django.db import IntegrityError
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -88,8 +88,8 @@ class ReliableTask(Task):
         )
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        from apps.core.metrics import DEAD_LETTERS
         from apps.core.models import DeadLetter
-        from apps.monitoring.metrics import DEAD_LETTERS
 
         logger.error("job %s failed for good after %s attempts: %s", self.name, self.request.retries + 1, exc)
         DeadLetter.objects.update_or_create(
@@ -117,7 +117,7 @@ def enqueue_on_commit(task: Task | str, *args: Any, **kwargs: Any) -> None:
 
 def send_or_leave_to_outbox(task: Task | str, args: Iterable[Any], kwargs: dict[str, Any]) -> bool:
     """Send `task` now; when the broker is unreachable log and count it (its sweeper sends it later)."""
-    from apps.monitoring.metrics import JOBS_LEFT_IN_OUTBOX
+    from apps.core.metrics import JOBS_LEFT_IN_OUTBOX
 
     task = import_string(task) if isinstance(task, str) else task
     try:
@@ -201,9 +201,10 @@ class ExactlyOnceTask(ReliableTask):
 
 
 def registered_tasks() -> dict[str, Task]:
-    """Every task of the app by name (importing each app's tasks module, as a worker does at start)."""
-    from trading.celery import app
+    """Every task of the app by name (importing each app's tasks module, as a worker does at start).
 
+    `current_app` is the project's Celery app (trading/celery.py, loaded with Django): core names no project module."""
+    app = current_app
     app.loader.import_default_modules()
     return dict(app.tasks)
 

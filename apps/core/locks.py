@@ -27,9 +27,9 @@ from contextlib import contextmanager
 
 import redis
 
+from apps.core.metrics import LOCK_DEGRADED
 from apps.core.redis import key as redis_key
 from apps.core.redis import redis_client
-from apps.monitoring.metrics import LOCK_DEGRADED
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ def unregister_shedder(name: str) -> None:
 
 def shed_memory() -> dict[str, int]:
     """Run every shedder (a failing one does not stop the others), then a full collection."""
-    from apps.monitoring.metrics import MEMORY_SHED_ITEMS
+    from apps.core.metrics import MEMORY_SHED_ITEMS
 
     with _lock:
         shedders = dict(_shedders)
@@ -75,7 +75,7 @@ class MemoryPressureWatch:
 
     def observe(self, memory_percent: float) -> dict[str, int] | None:
         """What was shed, or None when memory use is below the threshold or the last shed was too recent."""
-        from apps.monitoring.metrics import MEMORY_SHEDS
+        from apps.core.metrics import MEMORY_SHEDS
 
         now = self._clock()
         if memory_percent < self.threshold_percent:

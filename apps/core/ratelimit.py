@@ -22,9 +22,9 @@ from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from apps.core.metrics import RATE_LIMIT_DEGRADED, RATE_LIMITED
 from apps.core.middleware import HybridMiddleware
 from apps.core.tokens import TokenContext, token_context, token_context_async
-from apps.monitoring.metrics import RATE_LIMIT_DEGRADED, RATE_LIMITED
 
 logger = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from apps.core.metrics import WS_CONNECTIONS
 from apps.core.tokens import user_for_token
 from apps.market.feed.hub import market_hub
 from apps.market.feed.session import FeedSession
 from apps.market.feed.symbols import ticker_directory
-from apps.monitoring.metrics import WS_CONNECTIONS
 
 # No CHANNEL_LAYERS entry has this name, so Channels gives the consumer no layer (no channel, no receive task).
 WITHOUT_CHANNEL_LAYER = "market-feed-without-layer"

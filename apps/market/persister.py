@@ -27,16 +27,16 @@ import redis
 from django.conf import settings
 from pymongo.errors import PyMongoError
 
-from apps.market.buckets import Bucket, BucketAssembler
-from apps.market.ring import BoundedRing
-from apps.market.stream import CONSUMER_GROUP, NumberedTick, decode_entry, ensure_consumer_group, stream_key
-from apps.monitoring.metrics import (
+from apps.core.metrics import (
     PERSISTER_BACKLOG,
     PERSISTER_BATCH,
     PERSISTER_LAG,
     PERSISTER_TICKS,
     PERSISTER_WRITES,
 )
+from apps.market.buckets import Bucket, BucketAssembler
+from apps.market.ring import BoundedRing
+from apps.market.stream import CONSUMER_GROUP, NumberedTick, decode_entry, ensure_consumer_group, stream_key
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import redis
 
+from apps.core.metrics import RING_EVICTIONS, SIMULATOR_BACKPRESSURE, TICKS_GENERATED
 from apps.core.redis import redis_client
 from apps.market.feed.publish import stage_publish
 from apps.market.quotes import stage_quotes
@@ -31,7 +32,6 @@ from apps.market.ring import ring_evictions, stage_ring
 from apps.market.stream import NumberedTick, stage_append, stream_backlog, stream_key
 from apps.market.ticks import Tick
 from apps.market.universe import SECTOR_PROFILES
-from apps.monitoring.metrics import RING_EVICTIONS, SIMULATOR_BACKPRESSURE, TICKS_GENERATED
 
 logger = logging.getLogger(__name__)
 

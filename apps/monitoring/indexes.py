@@ -15,7 +15,7 @@ from functools import cache
 from django.apps import apps
 from django.db import connections, models, router
 
-from apps.monitoring.metrics import INDEXES_MISSING
+from apps.core.metrics import INDEXES_MISSING
 
 logger = logging.getLogger(__name__)
 

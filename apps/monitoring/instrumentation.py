@@ -33,8 +33,8 @@ from django.conf import settings
 from prometheus_client import multiprocess
 from pymongo import monitoring
 
+from apps.core.metrics import DB_QUERY, DB_QUERY_FAILURES, PROCESS_CPU, PROCESS_MEMORY
 from apps.core.pressure import MemoryPressureWatch
-from apps.monitoring.metrics import DB_QUERY, DB_QUERY_FAILURES, PROCESS_CPU, PROCESS_MEMORY
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class QueryMetricsListener(monitoring.CommandListener):
 def connect_celery_signals() -> None:
     from celery import signals
 
-    from apps.monitoring.metrics import TASK_DURATION, TASK_FAILURES, TASK_RETRIES
+    from apps.core.metrics import TASK_DURATION, TASK_FAILURES, TASK_RETRIES
 
     started: dict[str, float] = {}
 

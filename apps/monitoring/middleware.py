@@ -8,63 +8,33 @@
   a middleware below this one (the project's handler500, views.server_error).
 - /api/ requests are observed in API_LATENCY. The endpoint label is the URL
   route (`api/v1/orders/<id>`), not the path, so label cardinality stays bounded.
-- `record_cache_lookup(result)` is the hook a cache calls for each lookup made
-  while serving a request; the request is labelled cache="hit" when every
-  lookup hit, "miss" when any missed, "none" when it made none.
+- The cache notes each lookup made while serving a request
+  (`apps.core.request_scope.record_cache_lookup`); the request is labelled
+  cache="hit" when every lookup hit, "miss" when any missed, "none" when it made none.
 """
 
-import contextvars
 import time
 from typing import Any
 
 import pymongo
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django_prometheus.middleware import PrometheusAfterMiddleware
-from pymongo.errors import PyMongoError
 
+from apps.core.metrics import API_LATENCY
 from apps.core.middleware import HybridMiddleware
-from apps.monitoring.metrics import API_LATENCY
+from apps.core.request_scope import cache_lookups, database_timeout_response, is_database_timeout
 
 API_PREFIX = "/api/"
 # The method is the client's to choose: every invented one made a new set of time series.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 HIT_RESULTS = frozenset({"hit", "l1_hit", "l2_hit"})
-RETRY_AFTER_SECONDS = 2
-
-_cache_lookups: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("cache_lookups", default=None)
-
-
-def record_cache_lookup(result: str) -> None:
-    """Note one cache lookup of the request being served (no-op outside a request)."""
-    lookups = _cache_lookups.get()
-    if lookups is not None:
-        lookups.append(result)
 
 
 def request_cache_label(lookups: list[str]) -> str:
     if not lookups:
         return "none"
     return "hit" if all(result in HIT_RESULTS for result in lookups) else "miss"
-
-
-def is_database_timeout(error: BaseException | None) -> bool:
-    """A pymongo timeout, also when django-mongodb-backend re-raised it as a DatabaseError."""
-    seen = 0
-    while error is not None and seen < 5:
-        if isinstance(error, PyMongoError):
-            return bool(error.timeout)
-        error, seen = error.__cause__ or error.__context__, seen + 1
-    return False
-
-
-def database_timeout_response() -> JsonResponse:
-    response = JsonResponse(
-        {"detail": "The database did not answer in time; try again shortly.", "code": "database_timeout"},
-        status=503,
-    )
-    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return response
 
 
 def method_label(method: str | None) -> str:
@@ -98,25 +68,25 @@ def observe_api_request(request: HttpRequest, status: int, seconds: float, looku
 class RequestMetricsMiddleware(HybridMiddleware):
     def _call(self, request: HttpRequest) -> HttpResponse:
         lookups: list[str] = []
-        token = _cache_lookups.set(lookups)
+        token = cache_lookups.set(lookups)
         started = time.perf_counter()
         try:
             with pymongo.timeout(settings.MONGODB_REQUEST_TIMEOUT_MS / 1000):
                 response: HttpResponse = self.get_response(request)
         finally:
-            _cache_lookups.reset(token)
+            cache_lookups.reset(token)
         observe_api_request(request, response.status_code, time.perf_counter() - started, lookups)
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         lookups: list[str] = []
-        token = _cache_lookups.set(lookups)
+        token = cache_lookups.set(lookups)
         started = time.perf_counter()
         try:
             with pymongo.timeout(settings.MONGODB_REQUEST_TIMEOUT_MS / 1000):
                 response: HttpResponse = await self.get_response(request)
         finally:
-            _cache_lookups.reset(token)
+            cache_lookups.reset(token)
         observe_api_request(request, response.status_code, time.perf_counter() - started, lookups)
         return response
 

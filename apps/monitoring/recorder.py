@@ -21,16 +21,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psutil
+from celery import current_app
 from django.conf import settings
 from django.utils import timezone
 from kombu.exceptions import ChannelError
 from prometheus_client import REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from apps.core.redis import key, redis_client
-from apps.monitoring import figures as fig
-from apps.monitoring.instrumentation import multiprocess_dir
-from apps.monitoring.metrics import (
+from apps.core.metrics import (
     CELERY_QUEUE_LENGTH,
     DEAD_LETTERS_PENDING,
     RECORDER_DEGRADED,
@@ -38,6 +36,9 @@ from apps.monitoring.metrics import (
     REDIS_MAXMEMORY,
     REDIS_MEMORY,
 )
+from apps.core.redis import key, redis_client
+from apps.monitoring import figures as fig
+from apps.monitoring.instrumentation import multiprocess_dir
 from apps.monitoring.models import Alert, MetricSample
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,7 @@ def redis_reading() -> Figures:
 
 
 def celery_reading() -> Figures:
-    from trading.celery import app
-
+    app = current_app
     waiting = 0
     with app.connection_for_read() as connection:
         channel = connection.default_channel

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.utils import timezone
 from django_mongodb_backend import transaction
 
+from apps.core.metrics import ALERTS_FIRED, ALERTS_OPEN
 from apps.monitoring.alerts import DEFAULT_RULE_DESCRIPTIONS, RuleSpec, alert_message, evaluate
-from apps.monitoring.metrics import ALERTS_FIRED, ALERTS_OPEN
 from apps.monitoring.models import Alert, AlertRule, MetricSample
 from apps.monitoring.notify import notify
 

@@ -17,8 +17,8 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from apps.core.request_scope import database_timeout_response, is_database_timeout
 from apps.monitoring.instrumentation import multiprocess_dir, reap_dead_processes
-from apps.monitoring.middleware import database_timeout_response, is_database_timeout
 from apps.monitoring.selectors import ops_snapshot, trends_read
 
 View = Callable[[HttpRequest], HttpResponse]

@@ -13,8 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictInt
 
+from apps.core.metrics import ORDERS
 from apps.core.schemas import InputSchema
-from apps.monitoring.metrics import ORDERS
 from apps.portfolio.invoices import invoice_verify
 from apps.portfolio.models import Invoice, Order, Trader
 from apps.portfolio.selectors import (

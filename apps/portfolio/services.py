@@ -31,10 +31,10 @@ from pymongo.write_concern import WriteConcern
 from apps.core.cache import invalidate_after_commit
 from apps.core.jobs import enqueue_on_commit, job_is_live, outbox_claim, send_or_leave_to_outbox
 from apps.core.locks import LockTimeout, one_at_a_time
+from apps.core.metrics import ORDER_CONFLICTS, ORDER_QUEUE_WAIT, OUTBOX_RESENT
 from apps.core.tokens import token_create
 from apps.market.quotes import latest_prices
 from apps.market.selectors import symbol_by_ticker
-from apps.monitoring.metrics import ORDER_CONFLICTS, ORDER_QUEUE_WAIT, OUTBOX_RESENT
 from apps.portfolio.invoices import invoice_code, milliseconds
 from apps.portfolio.models import Holding, Invoice, Order, Side, Trader
 from apps.portfolio.selectors import account_key, order_by_client_order_id

@@ -7,7 +7,7 @@ from celery import shared_task
 from django.conf import settings
 
 from apps.core.jobs import ReliableTask, job_lease
-from apps.monitoring.metrics import INVOICES_RENDERED
+from apps.core.metrics import INVOICES_RENDERED
 from apps.portfolio.invoices import render_invoice_pdf
 from apps.portfolio.models import Invoice
 from apps.portfolio.selectors import invoice_with_trade, object_id

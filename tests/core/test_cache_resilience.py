@@ -32,8 +32,8 @@ from apps.core.cache import (
     redis_policy_problem,
     reset_default_cache,
 )
+from apps.core.metrics import CACHE_DEGRADED
 from apps.core.redis import redis_client
-from apps.monitoring.metrics import CACHE_DEGRADED
 from trading import devstack
 
 BASE_DIR = Path(__file__).resolve().parents[2]

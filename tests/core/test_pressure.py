@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from apps.core import pressure
 from apps.core.cache import default_cache
+from apps.core.metrics import MEMORY_SHEDS
 from apps.core.pressure import MemoryPressureWatch, register_shedder, shed_memory, unregister_shedder
 from apps.market.feed.hub import MarketHub
-from apps.monitoring.metrics import MEMORY_SHEDS
 from tests.market.feed_fakes import BlockedConnection, FakeSource, encoded_update
 
 THRESHOLD = settings.ALERT_THRESHOLDS["memory_percent"]

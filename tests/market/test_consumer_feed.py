@@ -257,8 +257,8 @@ def test_a_message_whose_handling_fails_unexpectedly_gets_an_error_frame_and_the
 def test_a_consumer_whose_handler_raises_is_forgotten_by_the_hub(
     listed: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from apps.core.metrics import WS_CONNECTIONS
     from apps.market.consumers import MarketFeedConsumer
-    from apps.monitoring.metrics import WS_CONNECTIONS
 
     async def main() -> None:
         client = communicator()

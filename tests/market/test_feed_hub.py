@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apps.core.metrics import WS_BATCH_WINDOW
 from apps.market.feed.frames import MAX_FRAME_BYTES, update_frames
 from apps.market.feed.hub import (
     BASE_WINDOW_SECONDS,
@@ -21,7 +22,6 @@ from apps.market.feed.hub import (
     SubscriptionUnavailable,
     next_window,
 )
-from apps.monitoring.metrics import WS_BATCH_WINDOW
 from tests.market.feed_fakes import (
     BlockedConnection,
     FakeSource,

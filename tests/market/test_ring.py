@@ -6,11 +6,11 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from apps.core.metrics import RING_EVICTIONS
 from apps.core.redis import redis_client
 from apps.market.ring import BoundedRing, ring_key
 from apps.market.selectors import recent_history
 from apps.market.simulator import RedisTickSink
-from apps.monitoring.metrics import RING_EVICTIONS
 from tests.market.engine_fakes import numbered_ticks
 
 

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from apps.core.metrics import SIMULATOR_BACKPRESSURE
 from apps.core.redis import redis_client
 from apps.market.feed.publish import SymbolChannel
 from apps.market.quotes import latest_quotes
@@ -25,7 +26,6 @@ from apps.market.simulator import (
 )
 from apps.market.stream import stream_key
 from apps.market.universe import generate_universe
-from apps.monitoring.metrics import SIMULATOR_BACKPRESSURE
 from tests.market.engine_fakes import DrainingStream, FakeClock, constant_rate, numbered_ticks
 
 UNIVERSE = [SymbolSpec(c.ticker, c.sector, c.initial_price) for c in generate_universe(40, seed=1)]

@@ -3,9 +3,9 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apps.core.metrics import LATENCY_BUCKETS
 from apps.monitoring import figures
 from apps.monitoring.alerts import RuleSpec, evaluate
-from apps.monitoring.metrics import LATENCY_BUCKETS
 
 API_P95_RULE = RuleSpec(key="api_p95", figure="api_p95_ms", threshold=200.0)
 latencies = st.floats(min_value=0.0, max_value=10.0, allow_nan=False).map(lambda s: round(s, 4))

@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from apps.monitoring import metrics
+from apps.core import metrics
+from apps.core.request_scope import record_cache_lookup
 from apps.monitoring.instrumentation import ProcessSampler, QueryMetricsListener, index_label, process_role
-from apps.monitoring.middleware import RequestMetricsMiddleware, record_cache_lookup
+from apps.monitoring.middleware import RequestMetricsMiddleware
 from tests.conftest import BASE_DIR, service_env
 
 METRICS_BY_SAMPLE = {
@@ -201,8 +202,8 @@ def test_the_process_sampler_sets_memory_and_cpu_for_this_process() -> None:
 
 # --- /metrics across processes ------------------------------------------------------------------------
 CHILD = """
-from apps.monitoring.metrics import TICKS_GENERATED, WS_CONNECTIONS
-from apps.monitoring import metrics
+from apps.core.metrics import TICKS_GENERATED, WS_CONNECTIONS
+from apps.core import metrics
 from apps.monitoring.instrumentation import ProcessSampler
 TICKS_GENERATED.inc(7)
 WS_CONNECTIONS.inc(5)

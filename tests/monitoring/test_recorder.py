@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apps.core.metrics import API_LATENCY, CACHE_REQUESTS, DB_QUERY, TICKS_GENERATED
 from apps.core.models import DeadLetter
 from apps.monitoring import recorder
 from apps.monitoring.figures import FIGURE_NAMES, bucket_delta, quantile
-from apps.monitoring.metrics import API_LATENCY, CACHE_REQUESTS, DB_QUERY, TICKS_GENERATED
 from apps.monitoring.models import MetricSample
 from apps.monitoring.recorder import derived_figures, rollup_record, sample_record, samples_prune
 

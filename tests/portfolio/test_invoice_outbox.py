@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from kombu.exceptions import OperationalError
 
 from apps.core.jobs import job_lease
-from apps.monitoring.metrics import JOBS_LEFT_IN_OUTBOX
+from apps.core.metrics import JOBS_LEFT_IN_OUTBOX
 from apps.portfolio.models import Invoice, Order
 from apps.portfolio.services import INVOICE_TASK, invoice_job_key, invoices_resend_stalled, place_order
 from apps.portfolio.tasks import generate_invoice

@@ -86,7 +86,7 @@ def test_the_limit_is_a_setting(make_trader, settings) -> None:
 
 
 def test_with_redis_down_the_api_stays_up_and_says_so(make_trader, caplog) -> None:
-    from apps.monitoring.metrics import RATE_LIMIT_DEGRADED
+    from apps.core.metrics import RATE_LIMIT_DEGRADED
 
     _, token = make_trader()
     dead_cache = {

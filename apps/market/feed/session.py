@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from apps.core.metrics import WS_ERRORS
 from apps.market.feed.frames import error_frame, now_ms, subscriptions_frames
 from apps.market.feed.hub import FeedConnection, MarketHub, SubscriptionUnavailable
 from apps.market.feed.protocol import (
@@ -19,7 +20,6 @@ from apps.market.feed.protocol import (
     parse_client_message,
 )
 from apps.market.feed.symbols import TickerDirectory, TickersUnavailable
-from apps.monitoring.metrics import WS_ERRORS
 
 logger = logging.getLogger(__name__)
 
