@@ -9,12 +9,12 @@ from ninja.errors import AuthenticationError
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from apps.analytics.api import router as analytics_router
-from apps.core.api import router as account_router
 from apps.core.api_auth import API_AUTH
 from apps.core.request_scope import database_timeout_response, is_database_timeout
-from apps.core.views import router as dashboard_router
+from apps.dashboard.views import router as dashboard_router
 from apps.leaderboard.api import router as leaderboard_router
 from apps.market.api import router as market_router
+from apps.portfolio.account_api import router as account_router
 from apps.portfolio.api import router as trading_router
 
 logger = logging.getLogger(__name__)

@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "apps.portfolio",
     "apps.leaderboard",
     "apps.analytics",
+    "apps.dashboard",  # the page composition: imports every app, imported by none
     "apps.monitoring",
 ]
 

@@ -2,7 +2,7 @@ import pytest
 from django.test import Client
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
-from apps.core import api as core_api
+from apps.portfolio import account_api as core_api
 
 
 @pytest.mark.django_db

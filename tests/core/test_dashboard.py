@@ -111,7 +111,7 @@ def test_a_failing_side_panel_leaves_the_page_up(trader: tuple[Any, str], monkey
     def broken(**_: Any) -> None:
         raise RuntimeError("leaderboard store down")
 
-    monkeypatch.setattr("apps.core.dashboard.leaderboard_top", broken)
+    monkeypatch.setattr("apps.dashboard.selectors.leaderboard_top", broken)
     response = logged_in(trader).get("/")
     assert response.status_code == 200
     assert embedded_bootstrap(response.content.decode())["leaderboard"] is None

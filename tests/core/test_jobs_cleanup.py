@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from apps.core.tasks import cleanup_prices, warm_cache
+from apps.dashboard.tasks import warm_cache
 from apps.market import buckets
 from apps.market.models import TickBucket
 from apps.market.retention import ticks_cutoff, ticks_delete_older_than
+from apps.market.tasks import cleanup_prices
 from apps.market.ticks import Tick
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

@@ -22,8 +22,7 @@ from apps.market.models import Sector, Symbol
 from apps.market.selectors import HistoryCursor, quotes_or_nothing, recent_history
 from apps.portfolio.api import OrderOut, PortfolioOut
 from apps.portfolio.models import Invoice
-from apps.portfolio.selectors import order_list, portfolio_for
-from apps.portfolio.services import trader_for_user
+from apps.portfolio.selectors import order_list, portfolio_for, trader_for_user
 
 logger = logging.getLogger(__name__)
 

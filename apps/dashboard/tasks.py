@@ -1,16 +1,17 @@
-"""Maintenance jobs: cache warm-up (also when a worker starts) and price-history cleanup."""
+"""Cache warm-up (also when a worker starts: the precomputed reads are rebuilt first).
+
+The task keeps its name `core.warm_cache` (beat entries and queued jobs name it) though it moved here
+from apps/core with the warm-up it runs."""
 
 import logging
 from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
-from django.conf import settings
 
 from apps.core.cache import redis_memory_status, redis_policy_problem
 from apps.core.jobs import ReliableTask
-from apps.core.warmup import cache_warm
-from apps.market.retention import ticks_cutoff, ticks_delete_older_than
+from apps.dashboard.warmup import cache_warm
 
 logger = logging.getLogger(__name__)
 
@@ -18,15 +19,6 @@ logger = logging.getLogger(__name__)
 @shared_task(base=ReliableTask, name="core.warm_cache", max_retries=2)
 def warm_cache() -> int:
     return cache_warm()
-
-
-@shared_task(base=ReliableTask, name="market.cleanup_prices")
-def cleanup_prices(days: int | None = None) -> int:
-    """Daily: delete ticks older than the retention in pauses-between batches. Rerunning is harmless."""
-    cutoff = ticks_cutoff(days=days or settings.PRICE_HISTORY_RETENTION_DAYS)
-    deleted = sum(ticks_delete_older_than(cutoff=cutoff))
-    logger.info("price history: deleted %s ticks recorded before %s", deleted, cutoff.isoformat())
-    return deleted
 
 
 @worker_ready.connect

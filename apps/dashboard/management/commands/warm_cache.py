@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from apps.core.warmup import cache_warm
+from apps.dashboard.warmup import cache_warm
 
 
 class Command(BaseCommand):
