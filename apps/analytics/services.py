@@ -7,7 +7,6 @@ from the quotes, top performers from the leaderboard snapshot.
 """
 
 import itertools
-import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,11 +22,9 @@ from django_mongodb_backend import transaction
 
 from apps.analytics.models import AnalyticsState
 from apps.core.cache import cache_put
-from apps.core.redis import redis_client
-from apps.leaderboard.models import LeaderboardSnapshot
-from apps.market.models import Sector, Symbol
-from apps.market.ring import ring_key
-from apps.portfolio.models import Order
+from apps.leaderboard.selectors import top_by_return
+from apps.market.selectors import ring_prices, sector_by_ticker, sector_labels
+from apps.portfolio.selectors import orders_in_id_range
 
 logger = logging.getLogger(__name__)
 
@@ -107,12 +104,7 @@ def _new_trades(after: str, upto: ObjectId) -> Iterable[TradeFact]:
     """Orders with after < _id <= upto, oldest first, in bounded batches (an index range on _id)."""
     lower = ObjectId(after) if after else None
     while True:
-        batch = Order.objects.filter(pk__lte=upto)
-        if lower is not None:
-            batch = batch.filter(pk__gt=lower)
-        rows = list(
-            batch.order_by("pk").values("pk", "trader_id", "symbol", "quantity", "amount", "created_at")[:ORDER_BATCH]
-        )
+        rows = orders_in_id_range(after=lower, upto=upto, limit=ORDER_BATCH)
         for row in rows:
             yield TradeFact(str(row["trader_id"]), row["symbol"], row["quantity"], row["amount"], row["created_at"])
         if len(rows) < ORDER_BATCH:
@@ -122,16 +114,12 @@ def _new_trades(after: str, upto: ObjectId) -> Iterable[TradeFact]:
 
 def _ring_volatility(symbols: Sequence[str]) -> dict[str, float]:
     try:
-        pipe = redis_client().pipeline(transaction=False)
-        for symbol in symbols:
-            pipe.lrange(ring_key(symbol), 0, VOLATILITY_POINTS - 1)
-        rings = pipe.execute()
+        rings = ring_prices(list(symbols), VOLATILITY_POINTS)
     except redis.RedisError as error:
         logger.warning("analytics: rings unavailable, volatility left out: %s", error)
         return {}
     result = {}
-    for symbol, points in zip(symbols, rings, strict=True):
-        prices = [float(json.loads(p)["price"]) for p in reversed(points)]  # the ring is newest first
+    for symbol, prices in rings.items():
         if len(prices) >= 3:
             result[symbol] = round(volatility(prices), 4)
     return result
@@ -148,7 +136,7 @@ def build_summary(
     """The served summary, from precomputed parts only."""
     most_traded = sorted(counters.trades_by_symbol.items(), key=lambda item: (-item[1], item[0]))[:TOP_COUNT]
     most_volatile = sorted(volatility_of.items(), key=lambda item: (-item[1], item[0]))[:TOP_COUNT]
-    labels = dict(Sector.choices)
+    labels = sector_labels()
     sectors: dict[str, dict[str, Any]] = {
         value: {"sector": value, "label": label, "symbols": 0, "trades": 0, "volume": 0, "volatility": 0.0}
         for value, label in labels.items()
@@ -187,14 +175,13 @@ def analytics_refresh(*, now: datetime | None = None) -> AnalyticsState:
         counters.add(_new_trades(state.watermark, upto))
         state.watermark = str(upto)
     counters.forget_inactive(now)
-    sector_of = dict(Symbol.objects.values_list("ticker", "sector"))
-    snapshot = LeaderboardSnapshot.objects.order_by("-computed_at").only("by_return").first()
+    sector_of = sector_by_ticker()
     summary = build_summary(
         counters,
         now=now,
         sector_of=sector_of,
         volatility_of=_ring_volatility(sorted(sector_of)),
-        top_performers=snapshot.by_return[:TOP_COUNT] if snapshot else [],
+        top_performers=top_by_return(limit=TOP_COUNT),
     )
     state.total_trades = counters.total_trades
     state.total_volume = counters.total_volume

@@ -223,3 +223,10 @@ def dead_letters_replay(letters: Iterable[Any]) -> int:
         letter.save(update_fields=["replayed_at"])
         sent += 1
     return sent
+
+
+def dead_letters_pending() -> int:
+    """Dead letters not yet replayed (the operator page's figure)."""
+    from apps.core.models import DeadLetter
+
+    return DeadLetter.objects.filter(replayed_at__isnull=True).count()

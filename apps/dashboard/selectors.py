@@ -14,15 +14,13 @@ from typing import Any
 
 from django.contrib.auth.models import User
 
-from apps.analytics.api import AnalyticsOut
+from apps.analytics.schemas import AnalyticsOut
 from apps.analytics.selectors import analytics_summary
 from apps.leaderboard.selectors import leaderboard_top
 from apps.market.feed.protocol import MAX_SYMBOLS_PER_CONNECTION
-from apps.market.models import Sector, Symbol
-from apps.market.selectors import HistoryCursor, quotes_or_nothing, recent_history
-from apps.portfolio.api import OrderOut, PortfolioOut
-from apps.portfolio.models import Invoice
-from apps.portfolio.selectors import order_list, portfolio_for, trader_for_user
+from apps.market.selectors import HistoryCursor, quotes_or_nothing, recent_history, sector_labels, symbol_rows
+from apps.portfolio.schemas import OrderOut, PortfolioOut
+from apps.portfolio.selectors import invoice_statuses, order_list, portfolio_for, trader_for_user
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +31,7 @@ WEBSOCKET_PATH = "/ws/market/"
 
 def market_rows() -> list[dict[str, Any]]:
     """Every listed symbol with its latest quote (one query, one MGET); opening prices while Redis is down."""
-    symbols = list(Symbol.objects.order_by("ticker").values("ticker", "name", "sector", "initial_price", "active"))
+    symbols = symbol_rows()
     quotes = quotes_or_nothing([s["ticker"] for s in symbols])
     rows = []
     for symbol in symbols:
@@ -59,7 +57,7 @@ def market_rows() -> list[dict[str, Any]]:
 def recent_orders(*, user: User) -> list[dict[str, Any]]:
     """The newest orders in the shape of `GET /api/v1/orders`, plus each one's invoice status (one query)."""
     orders = order_list(trader=trader_for_user(user), limit=RECENT_ORDERS)
-    statuses = dict(Invoice.objects.filter(order_id__in=[o.pk for o in orders]).values_list("order_id", "status"))
+    statuses = invoice_statuses([o.pk for o in orders])
     return [
         {**OrderOut.of(order).model_dump(mode="json"), "invoice_status": statuses.get(order.pk)} for order in orders
     ]
@@ -88,7 +86,7 @@ def dashboard_bootstrap(*, user: User) -> dict[str, Any]:
     portfolio = PortfolioOut.model_validate(portfolio_for(trader_for_user(user)), from_attributes=True)
     return {
         "user": {"username": user.get_username(), "is_staff": user.is_staff},
-        "sectors": [{"value": value, "label": label} for value, label in Sector.choices],
+        "sectors": [{"value": value, "label": label} for value, label in sector_labels().items()],
         "symbols": market_rows(),
         "portfolio": portfolio.model_dump(mode="json"),
         "orders": recent_orders(user=user),

@@ -11,7 +11,7 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from apps.dashboard.selectors import chart_history, dashboard_bootstrap, recent_orders
-from apps.market.models import Symbol
+from apps.market.selectors import symbol_exists
 
 
 @login_required
@@ -53,7 +53,7 @@ def bootstrap(request: HttpRequest) -> dict[str, Any]:
 )
 def chart(request: HttpRequest, path: Path[ChartPath]) -> dict[str, Any]:
     ticker = path.ticker.upper()
-    if not Symbol.objects.filter(ticker=ticker).exists():
+    if not symbol_exists(ticker):
         raise HttpError(404, f"ticker: unknown symbol {ticker!r}")
     return chart_history(symbol=ticker)
 

@@ -9,7 +9,7 @@ from ninja import Query, Router, Schema
 from pydantic import Field
 
 from apps.leaderboard.selectors import PAGE_SIZE_MAX, Ranking, leaderboard_page
-from apps.leaderboard.services import leaderboard_rebuild_request
+from apps.leaderboard.tasks import leaderboard_rebuild_request
 
 router = Router(tags=["leaderboard"])
 

@@ -68,3 +68,9 @@ def leaderboard_page(*, by: Ranking = "value", page: int = 1, page_size: int = P
 def leaderboard_top(*, limit: int = 10) -> LeaderboardPage:
     """The best `limit` traders by total value (the dashboard's panel)."""
     return leaderboard_page(by="value", page=1, page_size=limit)
+
+
+def top_by_return(*, limit: int) -> list[dict[str, Any]]:
+    """The newest snapshot's best `limit` traders by return, read from storage (analytics' refresh)."""
+    snapshot = LeaderboardSnapshot.objects.order_by("-computed_at").only("by_return").first()
+    return snapshot.by_return[:limit] if snapshot else []

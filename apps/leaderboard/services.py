@@ -7,20 +7,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import redis
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from apps.core.cache import invalidate_namespace
-from apps.core.redis import key, redis_client
 from apps.leaderboard.models import LeaderboardSnapshot
-from apps.portfolio.models import Trader
-from apps.portfolio.selectors import portfolio_values
+from apps.portfolio.selectors import portfolio_values, trader_ids
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOTS_KEPT = 3  # the newest few, so a reader mid-rebuild still finds one
-REBUILD_REQUEST_SECONDS = 60  # a stale leaderboard enqueues at most one rebuild a minute
 
 
 @dataclass(frozen=True)
@@ -52,8 +47,7 @@ def _entries(ordered: list[Standing]) -> list[dict[str, Any]]:
 
 def leaderboard_rebuild(*, now: datetime | None = None) -> LeaderboardSnapshot:
     """Value every trader (constant round trips), store the rankings, drop older snapshots and cached pages."""
-    trader_ids = list(Trader.objects.values_list("pk", flat=True))
-    standings = [Standing(p.username, p.total_value, p.return_percent) for p in portfolio_values(trader_ids).values()]
+    standings = [Standing(p.username, p.total_value, p.return_percent) for p in portfolio_values(trader_ids()).values()]
     by_value, by_return = rank(standings)
     snapshot = LeaderboardSnapshot.objects.create(
         computed_at=now or timezone.now(), trader_count=len(standings), by_value=by_value, by_return=by_return
@@ -62,18 +56,3 @@ def leaderboard_rebuild(*, now: datetime | None = None) -> LeaderboardSnapshot:
     LeaderboardSnapshot.objects.exclude(pk__in=kept).delete()
     invalidate_namespace("leaderboards")
     return snapshot
-
-
-def leaderboard_rebuild_request() -> bool:
-    """Enqueue a rebuild unless one was requested within the last minute; True when one was enqueued."""
-    from apps.leaderboard.tasks import rebuild_leaderboard
-
-    try:
-        if not redis_client().set(key("leaderboard", "rebuild-requested"), 1, nx=True, ex=REBUILD_REQUEST_SECONDS):
-            return False
-        rebuild_leaderboard.apply_async(retry=False)
-    except (redis.RedisError, OperationalError) as error:
-        # The beat job will rebuild once Redis is back; the reader still gets the (marked stale) ranking.
-        logger.warning("leaderboard: could not request a rebuild: %s", error)
-        return False
-    return True

@@ -16,9 +16,10 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import redis
@@ -27,8 +28,9 @@ from django.db.models import Q
 
 from apps.core.cache import cached
 from apps.core.redis import redis_client
+from apps.market import quotes
 from apps.market.buckets import document_points
-from apps.market.models import Symbol, TickBucket
+from apps.market.models import Sector, Symbol, TickBucket
 from apps.market.quotes import latest_quotes
 from apps.market.ring import BoundedRing, ring_key
 from apps.market.simulator import SymbolSpec
@@ -100,6 +102,50 @@ def symbol_page(*, page: int, limit: int, sector: str | None = None, search: str
     rows, total = cached("symbols", f"listing:{page}:{limit}:{sector or ''}:{search or ''}", listing)
     symbols = [Listing(*row) for row in rows]
     return SymbolPage(symbols, quotes_or_nothing([s.ticker for s in symbols]), total)
+
+
+def symbol_rows() -> list[dict[str, Any]]:
+    """Every listed symbol (ticker, name, sector, initial_price, active) by ticker, in one query."""
+    rows = Symbol.objects.order_by("ticker").values("ticker", "name", "sector", "initial_price", "active")
+    return [dict(row) for row in rows]
+
+
+def symbol_exists(ticker: str) -> bool:
+    return Symbol.objects.filter(ticker=ticker).exists()
+
+
+def symbol_count() -> int:
+    return Symbol.objects.count()
+
+
+def latest_prices(symbols: Iterable[str]) -> dict[str, Decimal]:
+    """Latest price per symbol as Decimal, for money arithmetic (one MGET of the quotes)."""
+    return quotes.latest_prices(symbols)
+
+
+def sector_labels() -> dict[str, str]:
+    """Every sector's value and label, in their listed order."""
+    return dict(Sector.choices)
+
+
+def sector_by_ticker() -> dict[str, str]:
+    """Each listed symbol's sector (one query)."""
+    return dict(Symbol.objects.values_list("ticker", "sector"))
+
+
+def ring_prices(symbols: list[str], count: int) -> dict[str, list[float]]:
+    """The newest `count` prices of each symbol's ring, oldest first, in one pipelined round trip.
+
+    Raises redis.RedisError when Redis cannot answer: the caller decides what to leave out."""
+    pipe = redis_client().pipeline(transaction=False)
+    for symbol in symbols:
+        pipe.lrange(ring_key(symbol), 0, count - 1)
+    rings = pipe.execute()
+    # the ring is newest first
+    return {
+        symbol: [float(json.loads(p)["price"]) for p in reversed(points)]
+        for symbol, points in zip(symbols, rings, strict=True)
+    }
 
 
 def symbol_by_ticker(ticker: str) -> Symbol | None:

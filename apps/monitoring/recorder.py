@@ -28,6 +28,7 @@ from kombu.exceptions import ChannelError
 from prometheus_client import REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from apps.core.jobs import dead_letters_pending
 from apps.core.metrics import (
     CELERY_QUEUE_LENGTH,
     DEAD_LETTERS_PENDING,
@@ -123,9 +124,7 @@ def celery_reading() -> Figures:
 
 
 def database_reading() -> Figures:
-    from apps.core.models import DeadLetter
-
-    pending = DeadLetter.objects.filter(replayed_at__isnull=True).count()
+    pending = dead_letters_pending()
     DEAD_LETTERS_PENDING.set(pending)
     return {
         "dead_letters": float(pending),

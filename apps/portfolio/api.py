@@ -17,6 +17,7 @@ from apps.core.metrics import ORDERS
 from apps.core.schemas import InputSchema
 from apps.portfolio.invoices import invoice_verify
 from apps.portfolio.models import Invoice, Order, Trader
+from apps.portfolio.schemas import OrderOut, PortfolioOut
 from apps.portfolio.selectors import (
     ORDER_PAGE_MAX,
     invoice_for_order,
@@ -48,34 +49,6 @@ class OrderIn(InputSchema):
     )
 
 
-class OrderOut(Schema):
-    id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    quantity: int
-    price: Decimal
-    amount: Decimal
-    status: str
-    created_at: datetime
-    invoice_url: str
-
-    @staticmethod
-    def of(order: Order) -> "OrderOut":
-        return OrderOut(
-            id=str(order.pk),
-            client_order_id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=order.quantity,
-            price=order.price,
-            amount=order.amount,
-            status=order.status,
-            created_at=order.created_at,
-            invoice_url=f"/api/v1/trades/{order.pk}/invoice",
-        )
-
-
 class OrderPage(Schema):
     data: list[OrderOut]
     nextCursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last page.")
@@ -86,27 +59,6 @@ class OrderFilters(Schema):
     cursor: str | None = Field(None, max_length=100)
     symbol: str | None = Field(None, min_length=1, max_length=10)
     side: Literal["buy", "sell"] | None = None
-
-
-class HoldingOut(Schema):
-    symbol: str
-    quantity: int
-    average_cost: Decimal
-    last_price: Decimal
-    priced: bool = Field(description="False when no quote exists yet: last_price is then the average cost.")
-    market_value: Decimal
-    cost_basis: Decimal
-    unrealised_pnl: Decimal
-
-
-class PortfolioOut(Schema):
-    cash: Decimal
-    starting_cash: Decimal
-    holdings_value: Decimal
-    unrealised_pnl: Decimal
-    total_value: Decimal
-    return_percent: Decimal
-    holdings: list[HoldingOut]
 
 
 class InvoiceStatusOut(Schema):

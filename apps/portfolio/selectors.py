@@ -2,7 +2,7 @@
 
 Valuing portfolios costs a constant number of round trips whatever the number
 of traders or holdings (Property 2): one query for the traders, one for all
-their holdings, one MGET for every price (`apps.market.quotes.latest_prices`).
+their holdings, one MGET for every price (`apps.market.selectors.latest_prices`).
 """
 
 import logging
@@ -20,7 +20,7 @@ from django.db import connection as default_connection
 from django_mongodb_backend.base import DatabaseWrapper
 
 from apps.core.cache import cached
-from apps.market.quotes import latest_prices
+from apps.market.selectors import latest_prices
 from apps.portfolio.models import Holding, Invoice, Order, Trader
 
 connection = cast(DatabaseWrapper, default_connection)
@@ -248,6 +248,15 @@ def invoice_with_trade(**lookup: Any) -> Invoice | None:
     return invoice
 
 
+def trader_for_user(user: User) -> Trader:
+    """The user's trader profile, created with starting cash on first use (e.g. a superuser).
+
+    A read that may create the row: it lives here so that selectors need not import services (a cycle)."""
+    trader, _ = Trader.objects.get_or_create(user=user)
+    trader.user = user  # already loaded: spare a query wherever the trader's name is shown
+    return trader
+
+
 def account_key(user_id: object) -> str:
     """The "profiles" cache key of a trader's account; every order invalidates it after commit."""
     return f"account:{user_id}"
@@ -260,7 +269,6 @@ def trader_account(user: User) -> dict[str, Any]:
     and every order invalidates the key after commit, so a trader sees their new cash
     and holdings at once. A cached account costs one Redis GET and no MongoDB call.
     """
-    from apps.portfolio.services import trader_for_user
 
     def load() -> dict[str, Any]:
         trader = trader_for_user(user)
@@ -312,3 +320,22 @@ def portfolio_of(user: User) -> Portfolio:
         holdings=holdings,
         prices=_prices(h["symbol"] for h in holdings),
     )
+
+
+def orders_in_id_range(*, after: ObjectId | None, upto: ObjectId, limit: int) -> list[dict[str, Any]]:
+    """Orders with after < _id <= upto, oldest first, at most `limit` (an index range on _id; analytics' counters)."""
+    batch = Order.objects.filter(pk__lte=upto)
+    if after is not None:
+        batch = batch.filter(pk__gt=after)
+    rows = batch.order_by("pk").values("pk", "trader_id", "symbol", "quantity", "amount", "created_at")[:limit]
+    return [dict(row) for row in rows]
+
+
+def trader_ids() -> list[Any]:
+    """Every trader's id (the leaderboard values them all)."""
+    return list(Trader.objects.values_list("pk", flat=True))
+
+
+def invoice_statuses(order_ids: list[Any]) -> dict[Any, str]:
+    """Each listed order's invoice status by order id (one query; orders without an invoice are absent)."""
+    return dict(Invoice.objects.filter(order_id__in=order_ids).values_list("order_id", "status"))

@@ -33,8 +33,7 @@ from apps.core.jobs import enqueue_on_commit, job_is_live, outbox_claim, send_or
 from apps.core.locks import LockTimeout, one_at_a_time
 from apps.core.metrics import ORDER_CONFLICTS, ORDER_QUEUE_WAIT, OUTBOX_RESENT
 from apps.core.tokens import token_create
-from apps.market.quotes import latest_prices
-from apps.market.selectors import symbol_by_ticker
+from apps.market.selectors import latest_prices, symbol_by_ticker
 from apps.portfolio.invoices import invoice_code, milliseconds
 from apps.portfolio.models import Holding, Invoice, Order, Side, Trader
 from apps.portfolio.selectors import account_key, order_by_client_order_id
@@ -71,13 +70,6 @@ def trader_create(
         trader = Trader.objects.create(user=user, cash=cash, starting_cash=cash)
         token = token_create(user=user)
     return trader, token
-
-
-def trader_for_user(user: User) -> Trader:
-    """The user's trader profile, created with starting cash on first use (e.g. a superuser)."""
-    trader, _ = Trader.objects.get_or_create(user=user)
-    trader.user = user  # already loaded: spare a query wherever the trader's name is shown
-    return trader
 
 
 # --- Orders ----------------------------------------------------------------------------

@@ -6,8 +6,8 @@ from typing import Any
 from django.db import connection
 
 from apps.portfolio.models import Invoice
-from apps.portfolio.selectors import invoice_with_trade, portfolio_for
-from apps.portfolio.services import place_order, trader_for_user
+from apps.portfolio.selectors import invoice_with_trade, portfolio_for, trader_for_user
+from apps.portfolio.services import place_order
 from tests.portfolio.conftest import MONGO_COMMANDS
 
 # Not update/delete: SecantusDB's explain reports COLLSCAN for them even by _id, while the operation

@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from apps.market.models import Symbol
+from apps.market.selectors import symbol_count
 from apps.market.services import symbols_seed
 from apps.portfolio.services import trader_create
 
@@ -45,7 +45,7 @@ class Command(BaseCommand):
                 "refused outside development (DJANGO_DEBUG is off): demo accounts share a public password; "
                 "--force to seed anyway"
             )
-        if options["if_empty"] and Symbol.objects.exists():
+        if options["if_empty"] and symbol_count() > 0:
             self.stdout.write("Demo data already present; nothing to do.")
             return
         show = options["verbosity"] > 0
@@ -60,7 +60,7 @@ class Command(BaseCommand):
         User.objects.filter(username__in=missing).update(password=make_password(DEMO_PASSWORD))
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo data ready: {Symbol.objects.count()} symbols, {User.objects.count()} users "
+                f"Demo data ready: {symbol_count()} symbols, {User.objects.count()} users "
                 f"(log in as demo / {DEMO_PASSWORD})."
             )
         )
