@@ -10,13 +10,17 @@ PY := $(BIN)/python
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 STACK := $(PY) -m trading.devstack
 
-.PHONY: run test lint jstest bench bench-check screenshot frontend setup setup-runtime lock clean
+.PHONY: run test lint jslint jstest bench bench-check screenshot frontend setup setup-runtime lock clean
 
 run: setup-runtime
 	$(STACK) run
 
-test: setup lint jstest
+test: setup lint jslint jstest
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser modules and their tests under Biome's recommended lint rules (package.json pins Biome).
+jslint: setup
+	node_modules/.bin/biome lint static/src tests/js
 
 # The browser modules' property tests (fast-check) under node's own test runner.
 jstest: setup
@@ -32,6 +36,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	DJANGO_DEBUG=true $(BIN)/mypy .
 	$(BIN)/bandit -q -c pyproject.toml -r apps trading manage.py --severity-level medium
+	$(BIN)/lint-imports --no-cache
 	$(PY) -m trading.check_settings
 
 bench: setup

@@ -36,7 +36,7 @@ export function deepEqual(a, b) {
   if (Array.isArray(a) !== Array.isArray(b)) return false;
   const keysA = Object.keys(a);
   if (keysA.length !== Object.keys(b).length) return false;
-  return keysA.every((key) => Object.prototype.hasOwnProperty.call(b, key) && deepEqual(a[key], b[key]));
+  return keysA.every((key) => Object.hasOwn(b, key) && deepEqual(a[key], b[key]));
 }
 
 export function createStore(initial) {

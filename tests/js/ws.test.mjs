@@ -20,7 +20,8 @@ class ScriptedSocket {
     sockets.push(this);
   }
   addEventListener(type, listener) {
-    (this.listeners[type] ??= []).push(listener);
+    this.listeners[type] ??= [];
+    this.listeners[type].push(listener);
   }
   send(text) {
     this.sent.push(JSON.parse(text));
@@ -43,8 +44,8 @@ afterEach(() => mock.timers.reset());
 function serverView(socket) {
   const subscribed = new Set();
   for (const message of socket.sent) {
-    if (message.type === "subscribe") message.symbols.forEach((s) => subscribed.add(s));
-    if (message.type === "unsubscribe") message.symbols.forEach((s) => subscribed.delete(s));
+    if (message.type === "subscribe") for (const s of message.symbols) subscribed.add(s);
+    if (message.type === "unsubscribe") for (const s of message.symbols) subscribed.delete(s);
   }
   return subscribed;
 }
@@ -104,7 +105,7 @@ test("only well-formed stock_updates frames reach the page; error frames reach o
       const warn = console.warn;
       console.warn = () => {};
       try {
-        frames.forEach((text) => feed.receive(text));
+        for (const text of frames) feed.receive(text);
       } finally {
         console.warn = warn;
       }
