@@ -41,6 +41,7 @@ from django.core.cache import caches
 from django_mongodb_backend import transaction
 
 from apps.core import codec
+from apps.core.breaker import CircuitBreaker
 from apps.core.metrics import CACHE_DEGRADED, CACHE_REQUESTS
 from apps.core.pressure import register_shedder
 from apps.core.redis import key as redis_key
@@ -143,28 +144,6 @@ class LocalCache:
         return self.get(key) is not None
 
 
-class CircuitBreaker:
-    """Open for `cooldown` seconds after a Redis failure; closed again after that (then one call probes)."""
-
-    def __init__(self, *, cooldown: float, clock: Clock) -> None:
-        self.cooldown = cooldown
-        self._clock = clock
-        self._open_until = 0.0
-
-    @property
-    def is_open(self) -> bool:
-        return self._clock() < self._open_until
-
-    def trip(self) -> bool:
-        """Open the breaker; True when it was closed (the first failure of an outage)."""
-        was_closed = not self.is_open
-        self._open_until = self._clock() + self.cooldown
-        return was_closed
-
-    def reset(self) -> None:
-        self._open_until = 0.0
-
-
 @dataclass
 class _Envelope:
     """What L2 holds: the encoded value and its logical expiry (so L1 never outlives L2)."""
@@ -248,7 +227,9 @@ class TwoLayerCache:
         self.clock = clock
         self.local = LocalCache(max_entries=l1_max_entries or settings.CACHE_L1_MAX_ENTRIES, clock=clock)
         self.l1_max_ttl = float(l1_max_ttl or settings.CACHE_L1_MAX_TTL)
-        self.breaker = CircuitBreaker(cooldown=circuit_seconds or settings.CACHE_CIRCUIT_SECONDS, clock=clock)
+        self.breaker = CircuitBreaker(
+            failures_to_open=1, cooldown_seconds=circuit_seconds or settings.CACHE_CIRCUIT_SECONDS, clock=clock
+        )
         self.pubsub_client = pubsub_client
         self.channel = redis_key("cache", "invalidate")
         self.listener = InvalidationListener(self)

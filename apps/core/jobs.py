@@ -29,6 +29,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_mongodb_backend import transaction
 
+from apps.core import backoff
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -48,9 +50,8 @@ def backoff_delay(
     jitter: float = BACKOFF_JITTER,
     rng: random.Random | None = None,
 ) -> float:
-    """Seconds to wait before retry number `retries + 1`: base * 2**retries, capped, minus up to `jitter` of it."""
-    ceiling = min(maximum, base * 2 ** min(retries, 64))
-    return ceiling * (1 - jitter * (rng or random).random())
+    """A task's retry delay: the one backoff (apps/core/backoff.py) with the task policy's defaults."""
+    return backoff.backoff_delay(retries, base=base, maximum=maximum, jitter=jitter, rng=rng)
 
 
 class ReliableTask(Task):

@@ -8,7 +8,6 @@ trade's invoice status (`GET /api/v1/dashboard/orders`).
 """
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from django.contrib.auth.models import User
 
 from apps.analytics.schemas import AnalyticsOut
 from apps.analytics.selectors import analytics_summary
+from apps.core.clock import now_ms
 from apps.leaderboard.selectors import leaderboard_top
 from apps.market.feed.protocol import MAX_SYMBOLS_PER_CONNECTION
 from apps.market.selectors import HistoryCursor, quotes_or_nothing, recent_history, sector_labels, symbol_rows
@@ -94,7 +94,7 @@ def dashboard_bootstrap(*, user: User) -> dict[str, Any]:
         "analytics": _side_panel(_analytics),
         "websocket_path": WEBSOCKET_PATH,
         "max_subscriptions": MAX_SYMBOLS_PER_CONNECTION,
-        "server_time": int(time.time() * 1000),
+        "server_time": now_ms(),
     }
 
 

@@ -13,7 +13,6 @@ history pages use (Property 37).
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -21,16 +20,13 @@ from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, OperationFailure
 
+from apps.core.clock import moment
 from apps.market.models import TickBucket
 from apps.market.stream import NumberedTick
 from apps.market.ticks import Tick
 
 DUPLICATE_KEY = 11000
 POINT_ARRAYS = ("tick_ids", "times", "prices", "previous_closes", "volumes")
-
-
-def _moment(milliseconds: int) -> datetime:
-    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
 
 
 def bucket_id(symbol: str, first: NumberedTick, window_ms: int) -> str:
@@ -52,8 +48,8 @@ def bucket_document(
     return {
         "_id": document_id or bucket_id(symbol, ordered[0], window),
         "symbol": symbol,
-        "start": _moment(ordered[0][1].timestamp),
-        "end": _moment(ordered[-1][1].timestamp),
+        "start": moment(ordered[0][1].timestamp),
+        "end": moment(ordered[-1][1].timestamp),
         "count": len(ordered),
         "tick_ids": [tick_id for tick_id, _ in ordered],
         "times": [tick.timestamp for _, tick in ordered],

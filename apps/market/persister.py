@@ -27,6 +27,7 @@ import redis
 from django.conf import settings
 from pymongo.errors import PyMongoError
 
+from apps.core.clock import now_ms as clock_now_ms
 from apps.core.metrics import (
     PERSISTER_BACKLOG,
     PERSISTER_BATCH,
@@ -163,7 +164,7 @@ class TickPersister:
         poll_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        now_ms: Callable[[], int] = clock_now_ms,
     ) -> None:
         self.source, self.store = source, store
         self.limiter = WriteLimiter(writes_per_second, clock=clock)

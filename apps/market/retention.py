@@ -11,13 +11,14 @@ one bucket window after the cutoff, so one bounded index range finds them.
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 from pymongo import ReplaceOne
 
+from apps.core.clock import epoch_ms_ceiling
 from apps.market.buckets import bucket_document, document_ticks
 from apps.market.models import TickBucket
 
@@ -31,12 +32,6 @@ def ticks_cutoff(*, days: int, now: datetime | None = None) -> datetime:
     return (now or timezone.now()) - timedelta(days=days)
 
 
-def _milliseconds(moment: datetime) -> int:
-    """The first whole millisecond at or after `moment`: a point is older than `moment` iff it is before this."""
-    microseconds = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-    return -(-microseconds // 1000)
-
-
 def _straddling_filter(cutoff: datetime) -> dict[str, Any]:
     """Buckets with points on both sides of the cutoff (a bucket spans less than one window)."""
     window = timedelta(seconds=settings.TICK_BUCKET_SECONDS)
@@ -46,7 +41,7 @@ def _straddling_filter(cutoff: datetime) -> dict[str, Any]:
 def ticks_older_than_count(*, cutoff: datetime) -> int:
     collection = TickBucket.collection()
     whole = sum(d["count"] for d in collection.find({"end": {"$lt": cutoff}}, {"count": 1}))
-    edge = _milliseconds(cutoff)
+    edge = epoch_ms_ceiling(cutoff)
     straddling = collection.find(_straddling_filter(cutoff), {"times": 1})
     return whole + sum(sum(1 for at in d["times"] if at < edge) for d in straddling)
 
@@ -84,7 +79,7 @@ def ticks_delete_older_than(
 def _trim_straddling(cutoff: datetime) -> int:
     """Keep only the points at or after the cutoff in buckets the cutoff falls inside."""
     collection = TickBucket.collection()
-    edge, replacements, removed = _milliseconds(cutoff), [], 0
+    edge, replacements, removed = epoch_ms_ceiling(cutoff), [], 0
     for document in collection.find(_straddling_filter(cutoff)):
         kept = [numbered for numbered in document_ticks(document) if numbered[1].timestamp >= edge]
         removed += document["count"] - len(kept)

@@ -12,8 +12,6 @@ that can hold points of a window with a bounded number of ticks; points are
 filtered and ordered here. A real MongoDB serves the same filters from the index too.
 """
 
-import base64
-import binascii
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -27,6 +25,8 @@ from django.conf import settings
 from django.db.models import Q
 
 from apps.core.cache import cached
+from apps.core.clock import epoch_ms, moment
+from apps.core.cursor import KeysetCursor
 from apps.core.redis import redis_client
 from apps.market import quotes
 from apps.market.buckets import document_points
@@ -161,14 +161,6 @@ def symbol_by_ticker(ticker: str) -> Symbol | None:
 # --- Stored ticks -----------------------------------------------------------------------------
 
 
-def _moment(milliseconds: int) -> datetime:
-    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
-
-
-def _milliseconds(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(milliseconds=1)  # exact: float seconds * 1000 can round down
-
-
 def _newest_first(point: dict[str, Any]) -> tuple[int, str]:
     return point["timestamp"], point["tick_id"]
 
@@ -182,7 +174,7 @@ def buckets_filter(symbol: str, since: datetime, until: datetime) -> dict[str, A
 
 def _points_between(symbol: str, since: datetime, until: datetime) -> Iterator[dict[str, Any]]:
     """Stored points of `symbol` with since <= time < until, bucket by bucket (unordered across buckets)."""
-    low, high = _milliseconds(since), _milliseconds(until)
+    low, high = epoch_ms(since), epoch_ms(until)
     for document in TickBucket.collection().find(buckets_filter(symbol, since, until), POINT_FIELDS):
         yield from (p for p in document_points(document) if low <= p["timestamp"] < high)
 
@@ -251,7 +243,7 @@ def stored_ticks_before(*, symbol: str, before: "HistoryCursor | None", limit: i
     if before is None:
         upper, points = datetime.now(UTC) + timedelta(seconds=5), []
     else:
-        upper = _moment(before.timestamp)
+        upper = moment(before.timestamp)
         points = _ties(symbol=symbol, at=upper, below_tick_id=before.tick_id, limit=limit)
     width = FIRST_WINDOW
     for _ in range(MAX_WINDOWS):
@@ -308,34 +300,14 @@ def symbol_quote(symbol: str) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
-class HistoryCursor:
+class HistoryCursor(KeysetCursor):
     """Position after the last point of a page: (timestamp ms, tick id), newest-first order."""
 
-    # A client may craft any cursor: past datetime's range a timestamp raised
-    # OSError/OverflowError deep in the query (a 500); refuse it here instead.
-    LATEST_MS = int(datetime(9999, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    NAME = "history cursor"
 
-    timestamp: int
-    tick_id: str
-
-    def encode(self) -> str:
-        return base64.urlsafe_b64encode(f"{self.timestamp}:{self.tick_id}".encode()).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, text: str) -> "HistoryCursor":
-        """Parse a cursor from `encode`; ValueError for anything else."""
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise ValueError("not a history cursor") from None
-        timestamp, separator, tick_id = raw.partition(":")
-        if not separator or not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 20:
-            raise ValueError("not a history cursor")
-        if not 0 < len(tick_id) <= 64 or not tick_id.isprintable():
-            raise ValueError("not a history cursor")
-        if int(timestamp) > cls.LATEST_MS:
-            raise ValueError("not a history cursor: timestamp out of range")
-        return cls(int(timestamp), tick_id)
+    @property
+    def tick_id(self) -> str:
+        return self.key
 
     @classmethod
     def after(cls, point: dict[str, Any]) -> "HistoryCursor":

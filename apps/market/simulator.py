@@ -24,6 +24,8 @@ from typing import Protocol
 
 import redis
 
+from apps.core.backoff import backoff_delay
+from apps.core.clock import now_ms as clock_now_ms
 from apps.core.metrics import RING_EVICTIONS, SIMULATOR_BACKPRESSURE, TICKS_GENERATED
 from apps.core.redis import redis_client
 from apps.market.feed.publish import stage_publish
@@ -175,6 +177,7 @@ class TickRunner:
     BATCH_INTERVAL = 0.05  # seconds: 20 round trips a second at any rate
     MAX_BATCH = 2000  # ticks per round trip; a late runner catches up in bounded steps
     BACKPRESSURE_POLL = 0.1
+    RETRY_FIRST_SECONDS = 0.1
     RETRY_MAX_SECONDS = 5.0
 
     def __init__(
@@ -184,7 +187,7 @@ class TickRunner:
         backlog_limit: int,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        now_ms: Callable[[], int] = clock_now_ms,
         run_id: str | None = None,
     ) -> None:
         self.sink = sink
@@ -241,15 +244,16 @@ class TickRunner:
 
     def _deliver(self, numbered: list[NumberedTick]) -> None:
         """Write the batch, retrying with backoff while Redis is unreachable (the batch is kept, not dropped)."""
-        delay = 0.1
+        attempt = 0
         while True:
             try:
                 self.stats.backlog = self.sink.write(numbered)
                 break
             except redis.RedisError as error:
+                delay = backoff_delay(attempt, base=self.RETRY_FIRST_SECONDS, maximum=self.RETRY_MAX_SECONDS)
                 logger.warning("tick batch not delivered (%s); retrying in %.1f s", error, delay)
                 self.sleep(delay)
-                delay = min(delay * 2, self.RETRY_MAX_SECONDS)
+                attempt += 1
         self.stats.ticks += len(numbered)
         self.stats.batches += 1
         TICKS_GENERATED.inc(len(numbered))

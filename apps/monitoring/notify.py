@@ -10,8 +10,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
 
+from apps.core.breaker import CircuitBreaker, CircuitOpen
 from apps.core.metrics import ALERT_NOTIFICATIONS
-from apps.monitoring.breaker import CircuitBreaker, CircuitOpen
 
 logger = logging.getLogger(__name__)
 

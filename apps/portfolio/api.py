@@ -1,8 +1,6 @@
 """Orders, portfolio and invoices in the JSON API. Views parse, call one service or selector, shape."""
 
-import base64
-import binascii
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, cast
 
@@ -13,11 +11,13 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictInt
 
+from apps.core.clock import epoch_ms, moment
+from apps.core.cursor import KeysetCursor
 from apps.core.metrics import ORDERS
 from apps.core.schemas import InputSchema
 from apps.portfolio.invoices import invoice_verify
 from apps.portfolio.models import Invoice, Order, Trader
-from apps.portfolio.schemas import OrderOut, PortfolioOut
+from apps.portfolio.schemas import OrderOut, PortfolioOut, trade_fields
 from apps.portfolio.selectors import (
     ORDER_PAGE_MAX,
     invoice_for_order,
@@ -96,16 +96,15 @@ def _not_found(what: str) -> Status[Any]:
 
 
 def _cursor(order: Order) -> str:
-    raw = f"{int(order.created_at.timestamp() * 1000)}:{order.pk}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return KeysetCursor(epoch_ms(order.created_at), str(order.pk)).encode()
 
 
 def _after(cursor: str) -> tuple[datetime, ObjectId]:
     """The keyset position in a cursor; ValueError when it is not one we issued."""
+    position = KeysetCursor.decode(cursor)
     try:
-        millis, pk = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
-        return datetime.fromtimestamp(int(millis) / 1000, tz=UTC), ObjectId(pk)
-    except (binascii.Error, UnicodeDecodeError, ValueError, InvalidId, OverflowError, OSError) as error:
+        return moment(position.timestamp), ObjectId(position.key)
+    except (InvalidId, TypeError) as error:
         raise ValueError("cursor") from error
 
 
@@ -175,11 +174,7 @@ def certified_trade(invoice: Invoice) -> CertifiedTrade:
         number=invoice.number,
         trader=invoice.trader.user.get_username(),
         trade_id=str(order.pk),
-        symbol=order.symbol,
-        side=order.side,
-        quantity=order.quantity,
-        price=order.price,
-        amount=order.amount,
+        **trade_fields(order),
         executed_at=order.created_at,
         invoice_status=invoice.status,
     )

@@ -16,21 +16,16 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.conf import settings
 from django.urls import reverse
 from fpdf import FPDF
 
+from apps.core.clock import to_milliseconds
 from apps.portfolio.models import Invoice, Order
 from apps.portfolio.selectors import invoice_with_trade
 
 CODE_PATTERN = re.compile(r"^(?:(?P<key_id>[A-Za-z0-9_-]{8})\.)?(?P<mac>[A-Za-z0-9_-]{43})$")
-
-
-def milliseconds(moment: datetime) -> datetime:
-    """MongoDB stores milliseconds; keep in-memory times equal to the stored ones (codes, keyset cursors)."""
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _invoice_key(secret: str) -> bytes:
@@ -62,7 +57,7 @@ def invoice_content(*, order: Order, number: int) -> str:
         str(order.quantity),
         f"{order.price:.2f}",
         f"{order.amount:.2f}",
-        milliseconds(order.created_at).isoformat(timespec="milliseconds"),
+        to_milliseconds(order.created_at).isoformat(timespec="milliseconds"),
         str(number),
     ]
     return "|".join(fields)

@@ -6,10 +6,22 @@ never from another app's api.py.
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from ninja import Field, Schema
 
 from apps.portfolio.models import Order
+
+
+def trade_fields(order: Order) -> dict[str, Any]:
+    """What every view of an order shows the same way: the order list, a certified trade."""
+    return {
+        "symbol": order.symbol,
+        "side": order.side,
+        "quantity": order.quantity,
+        "price": order.price,
+        "amount": order.amount,
+    }
 
 
 class OrderOut(Schema):
@@ -29,11 +41,7 @@ class OrderOut(Schema):
         return OrderOut(
             id=str(order.pk),
             client_order_id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=order.quantity,
-            price=order.price,
-            amount=order.amount,
+            **trade_fields(order),
             status=order.status,
             created_at=order.created_at,
             invoice_url=f"/api/v1/trades/{order.pk}/invoice",

@@ -7,8 +7,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from apps.core.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen
 from apps.monitoring import notify
-from apps.monitoring.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen
 
 
 class FakeClock:

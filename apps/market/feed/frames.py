@@ -8,16 +8,10 @@ in bytes.
 """
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
 MAX_FRAME_BYTES = 1024
-
-
-def now_ms() -> int:
-    """Server time in milliseconds since the epoch, stamped on every frame."""
-    return time.time_ns() // 1_000_000
 
 
 def encode(payload: dict[str, Any]) -> str:

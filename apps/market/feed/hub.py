@@ -27,10 +27,11 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from apps.core.clock import now_ms
 from apps.core.metrics import WS_BATCH_WINDOW, WS_BYTES, WS_CONFLATED, WS_FRAMES, WS_SUBSCRIPTIONS
 from apps.core.pressure import register_shedder
 from apps.core.redis import async_redis_client
-from apps.market.feed.frames import now_ms, update_frames
+from apps.market.feed.frames import update_frames
 from apps.market.feed.publish import SymbolChannel
 
 logger = logging.getLogger(__name__)

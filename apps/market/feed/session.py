@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from apps.core.clock import now_ms
 from apps.core.metrics import WS_ERRORS
-from apps.market.feed.frames import error_frame, now_ms, subscriptions_frames
+from apps.market.feed.frames import error_frame, subscriptions_frames
 from apps.market.feed.hub import FeedConnection, MarketHub, SubscriptionUnavailable
 from apps.market.feed.protocol import (
     MAX_SYMBOLS_PER_CONNECTION,

@@ -1,4 +1,5 @@
-"""A circuit breaker for calls to an outside service (the alert webhook).
+"""The one circuit breaker: for calls to an outside service (the alert webhook, `call`) and for the
+cache's Redis (`is_open` / `trip` / `reset`, the cache tells it the outcome itself).
 
 closed: calls go through; `failures_to_open` failures in a row open it.
 open: calls fail at once with CircuitOpen (a dead receiver costs nothing)
@@ -7,6 +8,10 @@ half-open: one trial call goes through (others still fail fast); success
 closes the breaker, failure opens it for another cool-down.
 State is per process: with several worker processes a dead receiver costs at
 most `failures_to_open` timeouts per process per cool-down.
+
+The cache uses it with failures_to_open=1: `trip()` after a Redis failure opens it for
+the cool-down; `is_open` is true only during it, so afterwards every call probes again
+(the cache does not limit half-open to one trial), and `reset()` after a success closes it.
 """
 
 import threading
@@ -36,6 +41,27 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._trial_running = False
+
+    @property
+    def cooldown(self) -> float:
+        return self.cooldown_seconds
+
+    @property
+    def is_open(self) -> bool:
+        """Open and still cooling down (half-open counts as not open)."""
+        return self.state == OPEN
+
+    def trip(self) -> bool:
+        """Open the breaker now; True when it was not open (the first failure of an outage)."""
+        with self._lock:
+            was_open = self._state() == OPEN
+            self._failures += 1
+            self._opened_at = self._clock()
+            return not was_open
+
+    def reset(self) -> None:
+        with self._lock:
+            self._failures, self._opened_at, self._trial_running = 0, None, False
 
     @property
     def state(self) -> str:
