@@ -1,15 +1,21 @@
-"""Client-to-server messages of the market feed: one pydantic model per type, and the per-connection rate limit.
+"""The market feed's contract: a pydantic model for every client message and every server frame,
+and the per-connection rate limit.
 
-Every way a message can be wrong maps to a `FeedError` whose code and message
+Every way a client message can be wrong maps to a `FeedError` whose code and message
 the consumer sends back as `{"type":"error",...}`; the connection stays open.
+Server frames are packed as strings for speed (frames.py: a tick is serialised once,
+however many connections receive it); tests/market/test_feed_contract.py checks every
+packed frame against the models here, and docs/feed-schema.json is their JSON Schema
+(`feed_json_schema()`; the same test keeps the file current). The browser (static/src/ws.js)
+reads the same names: `stock_updates`, `updates`, `error`.
 """
 
 import json
 from collections import deque
 from collections.abc import Callable
-from typing import Annotated, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 MAX_MESSAGE_CHARS = 16_384  # 200 tickers of 10 characters fit many times over
 MAX_SYMBOLS_PER_CONNECTION = 200
@@ -48,6 +54,62 @@ class Ping(_Message):
 
 ClientMessage = Subscribe | Unsubscribe | Ping
 _MESSAGE_TYPES: dict[str, type[_Message]] = {"subscribe": Subscribe, "unsubscribe": Unsubscribe, "ping": Ping}
+
+
+# --- Server frames ------------------------------------------------------------------------
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class StockUpdate(_Frame):
+    """One symbol's new quote (the source document's StockUpdate; `apps.market.ticks.Tick.as_update`)."""
+
+    symbol: str
+    price: float
+    change: float
+    change_percent: float
+    volume: int
+    timestamp: int = Field(description="Tick time, epoch milliseconds")
+
+
+class StockUpdates(_Frame):
+    """A batch of updates for the connection's symbols; a batch split over frames keeps one batchId."""
+
+    type: Literal["stock_updates"]
+    updates: list[StockUpdate]
+    timestamp: int = Field(description="Server time, epoch milliseconds")
+    batchId: int
+
+
+class Subscriptions(_Frame):
+    """The acknowledgement of a subscribe, unsubscribe or ping: the connection's subscriptions now."""
+
+    type: Literal["subscribed", "unsubscribed", "pong"]
+    symbols: list[str]
+    timestamp: int
+
+
+class ErrorFrame(_Frame):
+    """A refused message or a failure on the server's side; the connection stays open."""
+
+    type: Literal["error"]
+    code: str
+    message: str
+    timestamp: int
+
+
+ServerFrame = StockUpdates | Subscriptions | ErrorFrame
+
+
+def feed_json_schema() -> dict[str, Any]:
+    """The JSON Schema of every client message and server frame (docs/feed-schema.json)."""
+    return {
+        "title": "Market feed (WebSocket /ws/market/)",
+        "client_message": TypeAdapter(ClientMessage).json_schema(),
+        "server_frame": TypeAdapter(ServerFrame).json_schema(),
+    }
 
 
 def _describe(error: ValidationError) -> str:
