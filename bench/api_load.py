@@ -99,6 +99,8 @@ class Stack:
             "MONGODB_NAME": settings.DATABASES["default"]["NAME"],
             "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
             "DJANGO_DEBUG": "0",
+            # Production settings, plain HTTP on 127.0.0.1: as behind a TLS-terminating proxy.
+            "DJANGO_SECURE_SSL_REDIRECT": "0",
             "DJANGO_SECRET_KEY": BENCH_SECRET,
             "LOG_LEVEL": "WARNING",
             "BENCH_BASELINE_ENDPOINT": "1",

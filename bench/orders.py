@@ -144,6 +144,7 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
         "MONGODB_NAME": settings.DATABASES["default"]["NAME"],
         "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
         "DJANGO_DEBUG": "0",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",  # production settings, plain HTTP on 127.0.0.1 (as behind a TLS proxy)
         "DJANGO_SECRET_KEY": BENCH_SECRET,
         "API_RATE_LIMIT": "1000000/m",  # counted on every request, never reached
         "LOG_LEVEL": "WARNING",

@@ -3,11 +3,14 @@
 from datetime import datetime
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Query, Router, Schema
 from pydantic import Field
 
+from apps.core.api_auth import ASYNC_API_AUTH
+from apps.core.cache import read_cached
 from apps.leaderboard.selectors import PAGE_SIZE_MAX, Ranking, leaderboard_page
 from apps.leaderboard.tasks import leaderboard_rebuild_request
 
@@ -38,13 +41,18 @@ class LeaderboardOut(Schema):
     entries: list[LeaderboardEntry]
 
 
-@router.get("/leaderboard", response=LeaderboardOut, summary="Traders ranked by total value or by return")
-def leaderboard(request: HttpRequest, query: Query[LeaderboardQuery]) -> dict[str, Any]:
-    page = leaderboard_page(by=query.by, page=query.page, page_size=query.page_size)
+@router.get(
+    "/leaderboard",
+    response=LeaderboardOut,
+    auth=ASYNC_API_AUTH,
+    summary="Traders ranked by total value or by return",
+)
+async def leaderboard(request: HttpRequest, query: Query[LeaderboardQuery]) -> dict[str, Any]:
+    page = await read_cached(leaderboard_page, by=query.by, page=query.page, page_size=query.page_size)
     now = timezone.now()
     stale = page.is_stale(now)
     if stale:
-        leaderboard_rebuild_request()
+        await sync_to_async(leaderboard_rebuild_request)()
     age = page.age(now)
     return {
         "by": page.by,

@@ -1,10 +1,15 @@
 """Market endpoints: symbols with latest quotes, one symbol, its tick history (keyset pages)."""
 
-from django.http import HttpRequest
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
 from ninja import Field, Path, Query, Router, Schema
 from ninja.errors import HttpError
 from pydantic import field_validator
 
+from apps.core.api_auth import ASYNC_API_AUTH
+from apps.core.cache import read_cached
+from apps.core.schemas import shaped_json
 from apps.market import selectors
 from apps.market.models import Sector, Symbol
 
@@ -76,6 +81,20 @@ class HistoryQuery(Schema):
         return value
 
 
+QUOTE_FIELDS = tuple(QuoteOut.model_fields)
+
+
+def symbol_json(symbol: selectors.Listing, quote: dict[str, Any] | None) -> dict[str, Any]:
+    """`SymbolOut` as plain JSON values (the listing's fast path, see apps.core.schemas.shaped_json)."""
+    return {
+        "ticker": symbol.ticker,
+        "name": symbol.name,
+        "sector": symbol.sector,
+        "active": symbol.active,
+        "quote": {name: quote[name] for name in QUOTE_FIELDS} if quote else None,
+    }
+
+
 def symbol_out(symbol: Symbol | selectors.Listing, quote: dict[str, object] | None) -> SymbolOut:
     return SymbolOut(
         ticker=symbol.ticker,
@@ -93,18 +112,25 @@ def _known_symbol(ticker: str) -> Symbol:
     return symbol
 
 
-@router.get("", response=SymbolListOut, summary="Symbols with latest quotes, by ticker, at most 100 a page")
-def symbol_list(request: HttpRequest, filters: Query[SymbolListQuery]) -> SymbolListOut:
-    found = selectors.symbol_page(page=filters.page, limit=filters.limit, sector=filters.sector, search=filters.search)
-    return SymbolListOut(
-        data=[symbol_out(s, found.quotes.get(s.ticker)) for s in found.symbols],
-        pagination=PaginationOut(
-            page=filters.page,
-            limit=filters.limit,
-            total=found.total,
-            hasNext=filters.page * filters.limit < found.total,
-            hasPrev=filters.page > 1,
-        ),
+@router.get(
+    "",
+    response=SymbolListOut,
+    auth=ASYNC_API_AUTH,
+    summary="Symbols with latest quotes, by ticker, at most 100 a page",
+)
+async def symbol_list(request: HttpRequest, filters: Query[SymbolListQuery]) -> HttpResponse:
+    found = await read_cached(
+        selectors.symbol_page, page=filters.page, limit=filters.limit, sector=filters.sector, search=filters.search
+    )
+    pagination = {
+        "page": filters.page,
+        "limit": filters.limit,
+        "total": found.total,
+        "hasNext": filters.page * filters.limit < found.total,
+        "hasPrev": filters.page > 1,
+    }
+    return shaped_json(
+        {"data": [symbol_json(s, found.quotes.get(s.ticker)) for s in found.symbols], "pagination": pagination}
     )
 
 

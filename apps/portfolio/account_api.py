@@ -7,6 +7,8 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest
 from ninja import Router, Schema
 
+from apps.core.api_auth import ASYNC_API_AUTH
+from apps.core.cache import read_cached
 from apps.portfolio.selectors import trader_profile
 
 router = Router(tags=["account"])
@@ -18,6 +20,6 @@ class MeOut(Schema):
     cash: Decimal
 
 
-@router.get("/me", response=MeOut, summary="The authenticated trader")
-def me(request: HttpRequest) -> MeOut:
-    return MeOut(**trader_profile(cast(User, request.user)))  # the router's auth guarantees a real user
+@router.get("/me", response=MeOut, auth=ASYNC_API_AUTH, summary="The authenticated trader")
+async def me(request: HttpRequest) -> MeOut:
+    return MeOut(**await read_cached(trader_profile, cast(User, request.user)))  # auth guarantees a real user

@@ -4,6 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, cast
 
+from asgiref.sync import sync_to_async
 from bson import ObjectId
 from bson.errors import InvalidId
 from django.contrib.auth.models import User
@@ -11,6 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import StrictInt
 
+from apps.core.api_auth import ASYNC_API_AUTH
+from apps.core.cache import read_cached
 from apps.core.clock import epoch_ms, moment
 from apps.core.cursor import KeysetCursor
 from apps.core.metrics import ORDERS
@@ -24,6 +27,7 @@ from apps.portfolio.selectors import (
     order_get,
     order_list,
     portfolio_of,
+    recent_orders,
     trader_of,
 )
 from apps.portfolio.services import CLIENT_ORDER_ID_MAX, QUANTITY_MAX, OrderRejected, place_order
@@ -123,17 +127,32 @@ def order_create(request: HttpRequest, payload: OrderIn) -> Status[Any]:
     return Status(201 if result.created else 200, OrderOut.of(result.order))
 
 
-@router.get("/orders", response={200: OrderPage, 422: ErrorOut}, summary="Your orders, newest first (keyset pages)")
-def order_index(request: HttpRequest, filters: Query[OrderFilters]) -> Status[Any]:
+@router.get(
+    "/orders",
+    response={200: OrderPage, 422: ErrorOut},
+    auth=ASYNC_API_AUTH,
+    summary="Your orders, newest first (keyset pages)",
+)
+async def order_index(request: HttpRequest, filters: Query[OrderFilters]) -> Status[Any]:
     try:
         after = _after(filters.cursor) if filters.cursor else None
     except ValueError:
         return Status(422, ErrorOut(detail="cursor is not one this API issued", code="invalid_cursor", field="cursor"))
     symbol = filters.symbol.strip().upper() if filters.symbol else None
-    orders = order_list(trader=_trader(request), limit=filters.limit + 1, after=after, symbol=symbol, side=filters.side)
+    user = cast(User, request.user)
+    if after is None and symbol is None and filters.side is None:
+        orders = await read_cached(recent_orders, user, limit=filters.limit + 1)  # the usual first page
+    else:
+        orders = await sync_to_async(_filtered_orders)(
+            user, limit=filters.limit + 1, after=after, symbol=symbol, side=filters.side
+        )
     page = orders[: filters.limit]
     next_cursor = _cursor(page[-1]) if len(orders) > filters.limit else None
     return Status(200, OrderPage(data=[OrderOut.of(o) for o in page], nextCursor=next_cursor))
+
+
+def _filtered_orders(user: User, **filters: Any) -> list[Order]:
+    return order_list(trader=trader_of(user), **filters)
 
 
 @router.get("/orders/{order_id}", response={200: OrderOut, 404: ErrorOut}, summary="One of your orders")
@@ -142,9 +161,12 @@ def order_detail(request: HttpRequest, order_id: str) -> Status[Any]:
     return Status(200, OrderOut.of(order)) if order is not None else _not_found("order")
 
 
-@router.get("/portfolio", response=PortfolioOut, summary="Cash, holdings at the latest prices, P&L")
-def portfolio(request: HttpRequest) -> PortfolioOut:
-    return PortfolioOut.model_validate(portfolio_of(cast(User, request.user)), from_attributes=True)
+@router.get(
+    "/portfolio", response=PortfolioOut, auth=ASYNC_API_AUTH, summary="Cash, holdings at the latest prices, P&L"
+)
+async def portfolio(request: HttpRequest) -> PortfolioOut:
+    found = await read_cached(portfolio_of, cast(User, request.user))
+    return PortfolioOut.model_validate(found, from_attributes=True)
 
 
 @router.get(

@@ -210,7 +210,7 @@ def order_list(
     if after is not None:
         created_at, pk = after
         orders = orders.filter(created_at__lt=created_at) | orders.filter(created_at=created_at, pk__lt=pk)
-    return list(orders.order_by("-created_at", "-id")[: min(limit, ORDER_PAGE_MAX)])
+    return list(orders.order_by("-created_at", "-id")[: min(limit, ORDER_PAGE_MAX + 1)])  # +1: "is there more"
 
 
 def order_by_client_order_id(*, trader: Trader, client_order_id: str) -> Order | None:
@@ -260,6 +260,23 @@ def trader_for_user(user: User) -> Trader:
 def account_key(user_id: object) -> str:
     """The "profiles" cache key of a trader's account; every order invalidates it after commit."""
     return f"account:{user_id}"
+
+
+def recent_orders_key(user_id: object) -> str:
+    """The "profiles" cache key of a trader's newest orders; every order invalidates it after commit."""
+    return f"orders:{user_id}"
+
+
+def recent_orders(user: User, *, limit: int) -> list[Order]:
+    """The trader's newest `limit` orders (at most a page and one more): the unfiltered first page.
+
+    Through the read-your-writes cache like the account: a trader's order list is read far
+    more often than it changes, and every order invalidates it after commit.
+    """
+    newest = cached(
+        "profiles", recent_orders_key(user.pk), lambda: order_list(trader=trader_of(user), limit=ORDER_PAGE_MAX + 1)
+    )
+    return newest[:limit]
 
 
 def trader_account(user: User) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from apps.core.tokens import token_create
 from apps.market.selectors import latest_prices, symbol_by_ticker
 from apps.portfolio.invoices import invoice_code
 from apps.portfolio.models import Holding, Invoice, Order, Side, Trader
-from apps.portfolio.selectors import account_key, order_by_client_order_id
+from apps.portfolio.selectors import account_key, order_by_client_order_id, recent_orders_key
 
 logger = logging.getLogger(__name__)
 # The backend's own wrapper: sessions and raw collections for the order transaction.
@@ -310,7 +310,8 @@ def _execute(ticket: _Ticket) -> Order:
     code = invoice_code(order=ticket.order, number=number)  # needs the number: microseconds of CPU, no round trip
     Invoice.objects.create(order=ticket.order, trader_id=ticket.trader_id, number=number, verification_code=code)
     enqueue_on_commit(INVOICE_TASK, str(ticket.order.pk))
-    invalidate_after_commit("profiles", account_key(ticket.order.trader.user_id))
+    user_id = ticket.order.trader.user_id
+    invalidate_after_commit("profiles", [account_key(user_id), recent_orders_key(user_id)])
     return ticket.order
 
 

@@ -18,9 +18,11 @@ from apps.market.ticks import Tick
 from apps.portfolio.models import Trader
 from apps.portfolio.services import trader_create
 
+ALL_THREADS = -1
+
 
 class CommandCounter(monitoring.CommandListener):
-    """Counts MongoDB commands sent while enabled (round trips), from this thread only."""
+    """Counts MongoDB commands sent while enabled (round trips), from this thread only (or ALL_THREADS)."""
 
     def __init__(self) -> None:
         self.enabled_for: int | None = None
@@ -28,7 +30,7 @@ class CommandCounter(monitoring.CommandListener):
         self.documents: list[dict[str, object]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.enabled_for == threading.get_ident():
+        if self.enabled_for in (threading.get_ident(), ALL_THREADS):
             self.commands.append(event.command_name)
             self.documents.append(dict(event.command))
 
@@ -94,22 +96,28 @@ class RoundTrips:
 
 @pytest.fixture
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], RoundTrips]]:
-    """counting() starts counting MongoDB commands and Redis calls of this thread afresh."""
+    """counting() starts counting afresh: MongoDB commands of this thread (every thread with
+    `all_threads=True`) and Redis round trips (a command, or a whole pipeline) of any thread."""
     import redis
 
     state = RoundTrips()
-    original = redis.Redis.execute_command
+    command, pipeline = redis.Redis.execute_command, redis.client.Pipeline.execute
 
     def counted(self: redis.Redis, *args: object, **kwargs: object) -> object:
         state.redis_calls += 1
-        return original(self, *args, **kwargs)
+        return command(self, *args, **kwargs)
+
+    def counted_pipeline(self: redis.client.Pipeline, *args: object, **kwargs: object) -> object:
+        state.redis_calls += 1
+        return pipeline(self, *args, **kwargs)
 
     monkeypatch.setattr(redis.Redis, "execute_command", counted)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted_pipeline)
 
-    def counting() -> RoundTrips:
+    def counting(*, all_threads: bool = False) -> RoundTrips:
         MONGO_COMMANDS.commands.clear()
         MONGO_COMMANDS.documents.clear()
-        MONGO_COMMANDS.enabled_for = threading.get_ident()
+        MONGO_COMMANDS.enabled_for = ALL_THREADS if all_threads else threading.get_ident()
         state.redis_calls = 0
         return state
 

@@ -153,9 +153,9 @@ def test_the_order_transaction_reads_a_snapshot_and_commits_with_majority(market
     assert {d["txnNumber"] for d in in_transaction} == {commit["txnNumber"]}  # one transaction for every write
     written = {next(iter(d)) for d in in_transaction} - {"commitTransaction"}
     assert written >= {"findAndModify", "insert"}
-    # The trader's lock (SET NX), the price (one MGET), after commit the profile cache's invalidation
-    # (DEL and PUBLISH), and the lock's release.
-    assert counted.redis_calls == 5
+    # The trader's lock (SET NX), the price (one MGET), after commit the invalidation of the cached
+    # account and order list (one pipelined DEL), and the lock's release.
+    assert counted.redis_calls == 4
 
 
 def test_an_order_costs_five_mongodb_round_trips_all_inside_its_transaction(market, make_trader, round_trips) -> None:
