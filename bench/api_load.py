@@ -334,10 +334,10 @@ def readers(tokens: list[str]) -> Request:
 
 
 def warmers(tokens: list[str]) -> Request:
-    """Every trader's /me then /portfolio once: token contexts and accounts cached, as for active traders."""
+    """Every read of every trader once: token contexts, accounts and order lists cached, as for active traders."""
 
     def make(n: int) -> tuple[str, str, dict[str, Any] | None, str]:
-        return "GET", READ_PATHS[n % 2], None, tokens[n // 2 % len(tokens)]
+        return "GET", READ_PATHS[n % len(READ_PATHS)], None, tokens[n // len(READ_PATHS) % len(tokens)]
 
     return make
 
@@ -544,7 +544,7 @@ def measure(*, quick: bool) -> tuple[str, list[str]]:
         meter = CpuMeter(stack)
         wait_for_quotes(tickers)
         progress("api_load: warm-up, every trader's token and account")
-        run_step("warm-up", port, meter, [(150, len(tokens) * 2 / 150)], warmers(tokens))
+        run_step("warm-up", port, meter, [(150, len(tokens) * len(READ_PATHS) / 150)], warmers(tokens))
         run_step("warm-up", port, meter, [(100, 3.0)], readers(tokens))
         run_step("warm-up", port, meter, [(30, 2.0)], buyers(tokens, tickers))
         base_rates = [50, 100, 200, 400] if quick else [50, 100, 150, 200, 300, 400, 500, 600, 800]

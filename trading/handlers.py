@@ -65,4 +65,8 @@ class RequestRouter:
 
 
 def http_application(full: AsgiApp) -> AsgiApp:
-    return AdmissionControl(RequestRouter(full), max_in_flight=settings.ADMISSION_MAX_IN_FLIGHT)
+    return AdmissionControl(
+        RequestRouter(full),
+        max_in_flight=settings.ADMISSION_MAX_IN_FLIGHT,
+        max_lag_ms=settings.ADMISSION_MAX_LAG_MS,
+    )

@@ -449,6 +449,9 @@ METRICS_OPEN_WITHOUT_TOKEN = DEVELOPMENT
 # past it a request is refused at once with 503 + Retry-After. Sized so that a full process still
 # answers within the API's latency target (measured: docs/performance.md, "API under load").
 ADMISSION_MAX_IN_FLIGHT = _positive_int("ADMISSION_MAX_IN_FLIGHT", 24)
+# ...and the event-loop lag past which it refuses new requests (0 turns the bound off): the hot
+# reads run on the loop, so its backlog, not the requests in flight, is what grows under overload.
+ADMISSION_MAX_LAG_MS = float(_decimal("ADMISSION_MAX_LAG_MS", "20"))
 # bench/api_load.py only: a bare async django-ninja endpoint at /bench/baseline, the framework's floor.
 BENCH_BASELINE_ENDPOINT = _read("BENCH_BASELINE_ENDPOINT", lambda: env.bool("BENCH_BASELINE_ENDPOINT", default=False))
 

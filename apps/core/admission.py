@@ -1,16 +1,22 @@
-"""Admission control: each server process takes at most ADMISSION_MAX_IN_FLIGHT HTTP requests at once.
+"""Admission control: each server process refuses work it cannot serve in time, before Django sees it.
 
-Past the bound a request is refused at once, before Django sees it, with 503 and
-`Retry-After`: under overload the excess is turned away in well under a
-millisecond of work instead of queueing until every request times out, and the
-requests that were admitted keep their latency. The request's MongoDB deadline
-(RequestMetricsMiddleware) starts inside Django, that is, once it is admitted.
+Two bounds, either of which refuses a request at once with 503 and `Retry-After`:
+- ADMISSION_MAX_IN_FLIGHT requests at once (requests waiting on a thread or the database);
+- ADMISSION_MAX_LAG_MS of event-loop lag. The hot reads run on the loop itself and finish
+  without yielding, so under overload few are ever "in flight": the queue is the loop's
+  own backlog. A probe asks to wake every LAG_PROBE_SECONDS and notes how late it woke
+  (a slowly decaying maximum); while that lag is over the bound, new requests are refused.
+Under overload the excess is turned away in well under a millisecond of work instead of
+queueing until every request times out, and the requests that were admitted keep their
+latency. The request's MongoDB deadline (RequestMetricsMiddleware) starts inside Django,
+that is, once it is admitted.
 
 An ASGI wrapper, not a Django middleware, so a refusal costs no request object,
 no middleware and no thread. Health checks are never refused (a load balancer
 must tell "busy" from "dead"), and WebSockets are not HTTP requests.
 """
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,23 +29,54 @@ Send = Callable[[Any], Awaitable[None]]
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RETRY_AFTER_SECONDS = 1
+LAG_PROBE_SECONDS = 0.005
+LAG_DECAY = 0.5  # per probe: a burst of lag fades within a few probes once the loop keeps up
 EXEMPT_PATHS = frozenset({"/healthz", "/metrics"})
 REFUSAL_BODY = json.dumps(
     {"detail": "The server is at capacity; retry shortly.", "code": "overloaded"}, separators=(",", ":")
 ).encode()
 
 
+class LoopLag:
+    """How late this process' event loop runs callbacks, in seconds (a decaying maximum).
+
+    A chain of `call_later` callbacks, not a task: nothing is left pending when a loop
+    closes (tests run each request on a loop of its own). Started on first use per loop.
+    """
+
+    def __init__(self, *, interval: float = LAG_PROBE_SECONDS) -> None:
+        self.interval = interval
+        self.seconds = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def ensure_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self.seconds = loop, 0.0
+            loop.call_later(self.interval, self._probe, loop, loop.time() + self.interval)
+
+    def _probe(self, loop: asyncio.AbstractEventLoop, expected: float) -> None:
+        now = loop.time()
+        self.seconds = max(now - expected, self.seconds * LAG_DECAY)
+        if loop is self._loop:
+            loop.call_later(self.interval, self._probe, loop, now + self.interval)
+
+
 class AdmissionControl:
-    def __init__(self, app: AsgiApp, *, max_in_flight: int) -> None:
+    def __init__(self, app: AsgiApp, *, max_in_flight: int, max_lag_ms: float = 0, lag: LoopLag | None = None) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
+        self.max_lag = max_lag_ms / 1000  # 0: no lag bound
+        self.lag = lag or LoopLag()
         self.in_flight = 0  # one event loop per process: no lock needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
+        if self.max_lag:
+            self.lag.ensure_running()
+        if self.in_flight >= self.max_in_flight or (self.max_lag and self.lag.seconds > self.max_lag):
             await self._refuse(scope, send)
             return
         self.in_flight += 1

@@ -81,3 +81,47 @@ def test_a_failing_request_gives_its_slot_back() -> None:
         assert app.in_flight == 0
 
     asyncio.run(scenario())
+
+
+class StuckLoopApp:
+    """An app that holds the event loop (CPU work without an await), as a burst of hot reads does."""
+
+    def __init__(self, busy_seconds: float) -> None:
+        self.calls = 0
+        self.busy_seconds = busy_seconds
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        import time
+
+        self.calls += 1
+        until = time.monotonic() + self.busy_seconds
+        while time.monotonic() < until:  # the loop runs nothing else meanwhile
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_a_lagging_event_loop_refuses_new_requests_until_it_keeps_up_again() -> None:
+    async def scenario() -> None:
+        inner = StuckLoopApp(busy_seconds=0.05)
+        app = AdmissionControl(inner, max_in_flight=100, max_lag_ms=20)
+        assert (await request(app))[0]["status"] == 200  # starts the probe; holds the loop 50 ms
+        while app.lag.seconds <= 0.02:  # the probe wakes ~45 ms late
+            await asyncio.sleep(0)
+        refused = await request(app)
+        assert refused[0]["status"] == 503 and dict(refused[0]["headers"])[b"retry-after"] == b"1"
+        assert inner.calls == 1  # refused before the app
+        while app.lag.seconds > 0.02:  # the lag decays once the loop keeps up
+            await asyncio.sleep(0.005)
+        assert (await request(app))[0]["status"] == 200
+
+    asyncio.run(scenario())
+
+
+def test_without_a_lag_bound_only_requests_in_flight_are_counted() -> None:
+    async def scenario() -> None:
+        inner = StuckLoopApp(busy_seconds=0.05)
+        app = AdmissionControl(inner, max_in_flight=100)
+        assert [(await request(app))[0]["status"] for _ in range(3)] == [200, 200, 200]
+
+    asyncio.run(scenario())
