@@ -157,7 +157,11 @@ def test_a_full_lru_redis_evicts_the_least_recently_used_keys(small_lru_redis: r
     payload = b"x" * 5_000
     for n in range(150):  # 750 kB: fits
         small_lru_redis.set(f"old{n}", payload, ex=3600)  # cache values always expire
-    time.sleep(1.2)  # Redis' LRU clock ticks once a second
+    # Redis' LRU clock ticks once a second: wait until it shows even the newest of them idle.
+    deadline = time.monotonic() + 10
+    while small_lru_redis.object("idletime", "old149") < 1:
+        assert time.monotonic() < deadline, "Redis' LRU clock never advanced"
+        time.sleep(0.05)
     for n in range(50):
         small_lru_redis.get(f"old{n}")  # these 50 are recently used again
     for n in range(100):  # 500 kB more: past maxmemory

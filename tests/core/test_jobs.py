@@ -166,18 +166,32 @@ def test_a_redelivered_job_has_its_effect_once(deliveries: list[tuple[int, bool]
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_deliveries_of_one_job_have_one_effect() -> None:
-    effects: list[str] = []
+    """Eight deliveries of one key start together; the effect (a MongoDB write, as `run_once` requires) commits once."""
+    start = threading.Barrier(8)
+    outcomes: list[bool] = []
+    errors: list[BaseException] = []
+
+    def effect() -> None:
+        Symbol.objects.create(ticker="ONE", name="one", sector="energy", initial_price=Decimal("1"))
 
     def deliver() -> None:
-        run_once("concurrent:1", lambda: effects.append("done"), task_name="test")
+        start.wait(timeout=10)
+        try:
+            ran, _ = run_once("concurrent:1", effect, task_name="test")
+        except BaseException as error:  # reported below: no delivery may fail
+            errors.append(error)
+        else:
+            outcomes.append(ran)
 
     threads = [threading.Thread(target=deliver) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert errors == []
+    assert sorted(outcomes) == [False] * 7 + [True]  # exactly one delivery ran the effect
+    assert Symbol.objects.filter(ticker="ONE").count() == 1
     assert JobRun.objects.filter(key="concurrent:1").count() == 1
-    assert effects.count("done") >= 1  # a Python side effect cannot roll back; the stored key is unique
     assert JobRun.objects.count() == 1
 
 
