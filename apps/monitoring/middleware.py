@@ -10,7 +10,8 @@
   route (`api/v1/orders/<id>`), not the path, so label cardinality stays bounded.
 - `record_cache_lookup(result)` is the hook a cache calls for each lookup made
   while serving a request; the request is labelled cache="hit" when every
-  lookup hit, "miss" when any missed, "none" when it made none.
+  lookup hit, "miss" when any missed, "none" when it made none. A response
+  built from a value served stale after a query timeout carries a Warning header.
 """
 
 import contextvars
@@ -30,6 +31,7 @@ API_PREFIX = "/api/"
 # The method is the client's to choose: every invented one made a new set of time series.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 HIT_RESULTS = frozenset({"hit", "l1_hit", "l2_hit"})
+STALE_WARNING = '110 - "Response is Stale"'  # RFC 7234: the database timed out, a cached value was served
 RETRY_AFTER_SECONDS = 2
 
 _cache_lookups: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("cache_lookups", default=None)
@@ -64,6 +66,12 @@ def database_timeout_response() -> JsonResponse:
         status=503,
     )
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def mark_stale(response: HttpResponse, lookups: list[str]) -> HttpResponse:
+    if "stale" in lookups:
+        response["Warning"] = STALE_WARNING
     return response
 
 
@@ -106,7 +114,7 @@ class RequestMetricsMiddleware(HybridMiddleware):
         finally:
             _cache_lookups.reset(token)
         observe_api_request(request, response.status_code, time.perf_counter() - started, lookups)
-        return response
+        return mark_stale(response, lookups)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         lookups: list[str] = []
@@ -118,7 +126,7 @@ class RequestMetricsMiddleware(HybridMiddleware):
         finally:
             _cache_lookups.reset(token)
         observe_api_request(request, response.status_code, time.perf_counter() - started, lookups)
-        return response
+        return mark_stale(response, lookups)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         return database_timeout_response() if is_database_timeout(exception) else None

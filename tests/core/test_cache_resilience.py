@@ -113,6 +113,45 @@ def test_the_api_still_answers_from_mongodb_when_redis_is_down(settings: Any, au
     assert response.json()["total_trades"] == 7
 
 
+# --- Query timeout: the last cached value, marked stale, else 503 ------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_query_timeout_serves_the_last_cached_value_marked_stale_else_a_503(
+    settings: Any, auth_header: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.analytics import selectors
+
+    AnalyticsState.objects.create(name="market", summary={"total_trades": 7}, computed_at="2026-01-01T00:00:00Z")
+    client = Client(raise_request_exception=False)
+    fresh = client.get("/api/v1/analytics/summary", **auth_header)
+    assert fresh.status_code == 200 and "Warning" not in fresh
+    cache = cache_module.default_cache()
+    redis_client().delete(cache._l2_key("analytics:summary"))  # its TTL ran out
+    cache.local.clear()
+    AnalyticsState.objects.filter(name="market").update(summary={"total_trades": 8})
+    real_load = selectors._load_summary
+
+    def load_past_the_deadline() -> Any:
+        time.sleep(0.3)  # a slow database: the request's whole budget (0.2 s) goes by before the query
+        return real_load()  # the driver refuses it: ExecutionTimeout
+
+    monkeypatch.setattr(selectors, "_load_summary", load_past_the_deadline)
+    settings.MONGODB_REQUEST_TIMEOUT_MS = 200
+    stale = client.get("/api/v1/analytics/summary", **auth_header)
+    assert stale.status_code == 200, stale.content
+    assert stale.json()["total_trades"] == 7  # the value cached before, not a fresh read
+    assert stale["Warning"] == '110 - "Response is Stale"'
+    redis_client().delete(cache._l2_key("stale:analytics:summary"))  # nothing cached to fall back on
+    unavailable = client.get("/api/v1/analytics/summary", **auth_header)
+    assert unavailable.status_code == 503
+    assert unavailable.json()["code"] == "database_timeout" and unavailable["Retry-After"]
+    monkeypatch.setattr(selectors, "_load_summary", real_load)
+    settings.MONGODB_REQUEST_TIMEOUT_MS = 5000
+    recovered = client.get("/api/v1/analytics/summary", **auth_header)
+    assert recovered.status_code == 200 and recovered.json()["total_trades"] == 8 and "Warning" not in recovered
+
+
 # --- Property 22: LRU eviction ----------------------------------------------------------------
 
 
