@@ -5,7 +5,7 @@ turns the histogram into the p95 figure, and the real alert rules (thresholds fr
 from __future__ import annotations
 
 import types
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from apps.monitoring import middleware as middleware_module
 from apps.monitoring.middleware import RequestMetricsMiddleware
-from apps.monitoring.models import Alert, AlertRule, MetricSample
-from apps.monitoring.recorder import sample_record
+from apps.monitoring.models import Alert, AlertRule
+from apps.monitoring.recorder import derived_figures, prometheus_reading
 from apps.monitoring.services import alerts_evaluate
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -59,14 +59,14 @@ def test_the_api_p95_alert_fires_exactly_when_fewer_than_95_percent_finish_withi
 
         return view
 
-    MetricSample.objects.all().delete()
     Alert.objects.all().delete()
-    sample_record(now=T0)  # the interval starts
+    before, _ = prometheus_reading()  # the recorder's reading of every process' metrics: the interval starts
     factory = RequestFactory()
     for milliseconds in latencies:
         RequestMetricsMiddleware(view_taking(milliseconds))(factory.get("/api/v1/me"))
-    sample_record(now=T0 + timedelta(seconds=settings.MONITORING_SAMPLE_SECONDS))
-    changes = alerts_evaluate(now=T0 + timedelta(seconds=settings.MONITORING_SAMPLE_SECONDS))
+    after, _ = prometheus_reading()
+    figures = derived_figures(before, after, settings.MONITORING_SAMPLE_SECONDS)  # the recorder's p95 of the interval
+    changes = alerts_evaluate(figures=figures, now=T0)
 
     within = sum(1 for milliseconds in latencies if milliseconds <= 200)
     target_missed = bool(latencies) and within < 0.95 * len(latencies)
