@@ -65,9 +65,7 @@ def test_volatility_is_never_negative_and_zero_for_a_flat_price(prices: list[flo
 
 @hypothesis_settings(max_examples=100)
 @given(start=st.floats(1, 1000), moves=st.lists(st.sampled_from([-1.0, 1.0]), min_size=2, max_size=30))
-def test_prices_that_move_by_different_percentages_have_a_positive_volatility(
-    start: float, moves: list[float]
-) -> None:
+def test_prices_that_move_by_different_percentages_have_a_positive_volatility(start: float, moves: list[float]) -> None:
     """Returns of +10 % and -10 %: a spread of returns has a volatility of several percent, equal returns about 0."""
     prices = [start]
     for move in moves:
