@@ -162,7 +162,9 @@ def test_concurrent_deliveries_of_the_invoice_job_store_each_invoice_once(
             errors.append(error)
 
     work = [
-        lambda o=o: generate_invoice.apply(args=[str(o.pk)]).get() for o, n in zip(orders, deliveries) for _ in range(n)
+        lambda o=o: generate_invoice.apply(args=[str(o.pk)]).get()
+        for o, n in zip(orders, deliveries, strict=True)
+        for _ in range(n)
     ]
     work += [lambda: invoices_resend_stalled(older_than=PERIOD, now=later(PERIOD * 1.5))] * sweepers
     for done in [workers.submit(run, w) for w in work]:
