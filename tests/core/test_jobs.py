@@ -248,8 +248,7 @@ def test_a_real_worker_runs_the_scheduled_precompute_jobs(celery_worker_process:
 def test_a_failing_task_is_retried_by_the_real_worker_with_growing_delays_then_dead_lettered(
     celery_worker_process: Any,
 ) -> None:
-    """Feature: trading-performance-optimization, Property 30: For any failed background job, the system should retry
-    with exponentially increasing delays
+    """Property 30 on a real worker and broker (its Hypothesis test above drives the backoff itself).
 
     A job that always fails, on a real worker and broker: each retry is scheduled base * 2**n ahead (jitter
     shortens it by at most a quarter), so every delay is longer than the one before; each attempt starts no
