@@ -72,9 +72,10 @@ def service_env() -> dict[str, str]:
 
 @pytest.fixture
 def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker on the test broker and test database."""
+    """A real Celery worker on the test broker and test database (with the tasks of tests/worker_tasks.py)."""
     argv = [sys.executable, "-m", "celery", "-A", "trading", "worker", "--pool", "solo"]
     argv += ["--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--hostname", f"test-{os.getpid()}@%h"]
+    argv += ["--include", "tests.worker_tasks"]  # tasks of the tests' own (a job that always fails)
     worker = subprocess.Popen(argv, cwd=BASE_DIR, env=service_env())
     try:
         from trading.celery import app

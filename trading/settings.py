@@ -253,6 +253,8 @@ CACHE_TTLS = {name: _positive_int(f"CACHE_TTL_{name.upper()}", ttl) for name, tt
 CACHE_L1_MAX_ENTRIES = _positive_int("CACHE_L1_MAX_ENTRIES", 512)
 CACHE_L1_MAX_TTL = _positive_int("CACHE_L1_MAX_TTL", 30)  # seconds; an L1 entry never outlives its L2 entry
 CACHE_CIRCUIT_SECONDS = _positive_int("CACHE_CIRCUIT_SECONDS", 5)  # skip a failed Redis this long
+# A query timeout serves the last cached value (marked stale) when it is at most this much past its TTL.
+CACHE_STALE_SECONDS = _positive_int("CACHE_STALE_SECONDS", 600)
 CACHE_ENABLED = _read("CACHE_ENABLED", lambda: env.bool("CACHE_ENABLED", default=True))  # off: every read loads
 
 CHANNEL_LAYERS: dict[str, dict[str, Any]] = {

@@ -16,6 +16,11 @@
   L1 is used only while that listener is subscribed, so a process that could
   miss an invalidation never serves from L1. Namespaces that must read their
   own writes across processes (READ_YOUR_WRITES) never enter L1 at all.
+- Query timeout (the database missed the request's deadline): the loader's
+  timeout is answered from the last value stored for the key, kept
+  CACHE_STALE_SECONDS past its TTL under `stale:<key>`, and the lookup is
+  counted "stale" (the response says so in a Warning header); with no such
+  value the timeout propagates and the API answers 503.
 - Redis down: every call falls back to the loader (MongoDB), logs, counts
   CACHE_DEGRADED and never fails; a circuit breaker skips Redis for
   CACHE_CIRCUIT_SECONDS so a dead Redis does not add a timeout to every request.
@@ -53,7 +58,7 @@ from apps.core.metrics import CACHE_DEGRADED, CACHE_REQUESTS
 from apps.core.pressure import register_shedder
 from apps.core.redis import key as redis_key
 from apps.core.redis import redis_client
-from apps.core.request_scope import record_cache_lookup
+from apps.core.request_scope import is_database_timeout, record_cache_lookup
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +344,9 @@ class TwoLayerCache:
         self.drop_local(full_key)
         try:
             client = self._backend_client()
-            client.set(self._l2_key(full_key), self._encode_envelope(value, ttl), px=ttl * 1000)
+            encoded = self._encode_envelope(value, ttl)
+            client.set(self._l2_key(full_key), encoded, px=ttl * 1000)
+            self._keep_stale(client, full_key, encoded, ttl)
             client.delete(self._l2_key(f"fill:{full_key}"))
             client.publish(self.channel, full_key)  # other processes drop their older copy
         except REDIS_ERRORS as error:
@@ -395,7 +402,14 @@ class TwoLayerCache:
             if use_local:
                 self._fill_local(full_key, envelope)
             return self._decode(envelope.value)
-        value = loader()
+        try:
+            value = loader()
+        except Exception as error:
+            if not is_database_timeout(error) or (stale := self._read_stale(client, full_key)) is None:
+                raise
+            logger.warning("cache: the database timed out loading %s; serving its last value, marked stale", full_key)
+            _count(namespace, "stale")
+            return self._decode(stale.value)
         seconds = max(1, ttl(value) if callable(ttl) else ttl or ttl_for(namespace))
         encoded = self._encode_envelope(value, seconds)
         # The writer's invalidation deletes our fill lock, so "stored" also says no write raced this fill;
@@ -403,6 +417,8 @@ class TwoLayerCache:
         stored = bool(token) and bool(
             client.eval(_FILL_IF_LOCK_HELD, 2, self._l2_key(full_key), lock_key, token, encoded, seconds * 1000)
         )
+        if stored:
+            self._keep_stale(client, full_key, encoded, seconds)
         if use_local and stored and not self._fills_in_flight.get(full_key):
             self._fill_local(full_key, _Envelope(self.clock() + seconds, self._encode(value)))
         return value
@@ -422,6 +438,17 @@ class TwoLayerCache:
         if envelope is None or envelope.expires_at <= self.clock():
             return None
         return envelope
+
+    def _keep_stale(self, client: redis.Redis, full_key: str, encoded: bytes, seconds: int) -> None:
+        """The copy a query timeout may serve: the same envelope, kept CACHE_STALE_SECONDS past its TTL."""
+        client.set(self._l2_key(f"stale:{full_key}"), encoded, px=(seconds + settings.CACHE_STALE_SECONDS) * 1000)
+
+    def _read_stale(self, client: redis.Redis, full_key: str) -> _Envelope | None:
+        try:
+            raw = client.get(self._l2_key(f"stale:{full_key}"))
+        except REDIS_ERRORS:
+            return None
+        return self._decode_envelope(raw) if isinstance(raw, bytes) else None
 
     def _fill_local(self, full_key: str, envelope: _Envelope) -> None:
         expires_at = min(envelope.expires_at, self.clock() + self.l1_max_ttl)

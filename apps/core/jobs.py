@@ -19,15 +19,17 @@
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
 from celery import Task, current_app
-from django.db import IntegrityError
+from django.db import DatabaseError, IntegrityError
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_mongodb_backend import transaction
+from pymongo.errors import PyMongoError
 
 from apps.core import backoff
 
@@ -40,6 +42,8 @@ BACKOFF_MAX_SECONDS = 300.0
 # jobs that failed together spread out, and every delay still exceeds the one
 # before it (0.75 * 2 > 1) until the cap.
 BACKOFF_JITTER = 0.25
+# Deliveries of one key racing each other: a conflict means another holds the key uncommitted.
+RUN_ONCE_ATTEMPTS = 8
 
 
 def backoff_delay(
@@ -167,25 +171,40 @@ def outbox_claim(
     return bool(result.modified_count == 1)
 
 
+def _is_write_conflict(error: BaseException) -> bool:
+    """Another transaction holds the same key uncommitted (the driver's error wrapped in Django's)."""
+    cause = error.__cause__
+    return isinstance(cause, PyMongoError) and cause.has_error_label("TransientTransactionError")
+
+
 def run_once(key: str, effect: Callable[[], T], *, task_name: str = "") -> tuple[bool, T | None]:
     """Run `effect` and record `key` in one transaction, unless `key` was recorded before.
 
     Returns (ran, result). A second delivery with the same key does nothing, even
-    when two arrive at once: the unique key makes one transaction fail and roll back.
+    when two arrive at once: the unique key makes one transaction fail and roll back
+    (a duplicate key once the other committed, a write conflict while it is still open:
+    then this delivery backs off and looks again, and runs only if the other rolled back).
     """
     from apps.core.models import JobRun
 
-    if JobRun.objects.filter(key=key).exists():
-        return False, None
-    try:
-        with transaction.atomic():
-            JobRun.objects.create(key=key, task_name=task_name[:200])
-            result = effect()
-    except IntegrityError:
+    for attempt in range(RUN_ONCE_ATTEMPTS):
         if JobRun.objects.filter(key=key).exists():
-            return False, None  # a concurrent delivery committed first
-        raise
-    return True, result
+            return False, None
+        try:
+            with transaction.atomic():
+                JobRun.objects.create(key=key, task_name=task_name[:200])
+                result = effect()
+        except IntegrityError:
+            if JobRun.objects.filter(key=key).exists():
+                return False, None  # a concurrent delivery committed first
+            raise
+        except DatabaseError as error:
+            if not _is_write_conflict(error) or attempt == RUN_ONCE_ATTEMPTS - 1:
+                raise
+            time.sleep(backoff_delay(attempt, base=0.01, maximum=0.5))
+            continue
+        return True, result
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class ExactlyOnceTask(ReliableTask):

@@ -11,7 +11,7 @@ one bucket window after the cutoff, so one bounded index range finds them.
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -32,17 +32,23 @@ def ticks_cutoff(*, days: int, now: datetime | None = None) -> datetime:
     return (now or timezone.now()) - timedelta(days=days)
 
 
-def _straddling_filter(cutoff: datetime) -> dict[str, Any]:
-    """Buckets with points on both sides of the cutoff (a bucket spans less than one window)."""
+def _straddling(collection: Any, cutoff: datetime, projection: dict[str, int] | None = None) -> Iterator[Any]:
+    """Buckets with points on both sides of the cutoff (a bucket spans less than one window).
+
+    Found by the `end` range alone (one bounded index range: buckets ending within a window after the cutoff),
+    then `start` checked here: with `start` in the filter too, SecantusDB scans the whole collection."""
     window = timedelta(seconds=settings.TICK_BUCKET_SECONDS)
-    return {"end": {"$gte": cutoff, "$lt": cutoff + window}, "start": {"$lt": cutoff}}
+    fields = None if projection is None else {**projection, "start": 1}
+    for document in collection.find({"end": {"$gte": cutoff, "$lt": cutoff + window}}, fields):
+        if document["start"].replace(tzinfo=UTC) < cutoff:
+            yield document
 
 
 def ticks_older_than_count(*, cutoff: datetime) -> int:
     collection = TickBucket.collection()
     whole = sum(d["count"] for d in collection.find({"end": {"$lt": cutoff}}, {"count": 1}))
     edge = epoch_ms_ceiling(cutoff)
-    straddling = collection.find(_straddling_filter(cutoff), {"times": 1})
+    straddling = _straddling(collection, cutoff, {"times": 1})
     return whole + sum(sum(1 for at in d["times"] if at < edge) for d in straddling)
 
 
@@ -80,7 +86,7 @@ def _trim_straddling(cutoff: datetime) -> int:
     """Keep only the points at or after the cutoff in buckets the cutoff falls inside."""
     collection = TickBucket.collection()
     edge, replacements, removed = epoch_ms_ceiling(cutoff), [], 0
-    for document in collection.find(_straddling_filter(cutoff)):
+    for document in _straddling(collection, cutoff):
         kept = [numbered for numbered in document_ticks(document) if numbered[1].timestamp >= edge]
         removed += document["count"] - len(kept)
         newer = bucket_document(document["symbol"], kept, document_id=document["_id"])

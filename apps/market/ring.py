@@ -5,10 +5,17 @@ fixed array and a moving head: appends are O(1), memory never grows past the
 capacity). The shared form lives in Redis, one list per symbol, newest first:
 LPUSH then LTRIM to `settings.PRICE_RING_SIZE` in the simulator's pipeline, so
 every process reads the same recent points in one LRANGE.
+
+Overflow (the normal state of a full ring) evicts the oldest points, counts them
+(RING_EVICTIONS) and logs them, at most one line per `RING_EVICTION_LOG_SECONDS`
+with the total since the last line (`EvictionLog`), so a steady feed cannot flood the log.
 """
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from django.conf import settings
@@ -18,6 +25,8 @@ from apps.core.redis import key
 from apps.market.ticks import Tick
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+RING_EVICTION_LOG_SECONDS = 60.0
 
 
 class BoundedRing(Generic[T]):
@@ -90,3 +99,32 @@ def stage_ring(pipe: Pipeline, numbered: Sequence[tuple[str, Tick]]) -> int:
 def ring_evictions(replies: Sequence[Any]) -> int:
     """Points evicted by a staged ring update, from its replies [len, ok, len, ok, ...]."""
     return sum(max(0, int(length) - settings.PRICE_RING_SIZE) for length in replies[0::2])
+
+
+class EvictionLog:
+    """Log ring evictions at most once per `interval` seconds, each line with the evictions since the last."""
+
+    def __init__(self, *, interval: float = RING_EVICTION_LOG_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._pending = 0
+        self._last_logged: float | None = None
+        self._guard = threading.Lock()
+
+    def record(self, evicted: int) -> bool:
+        """Note `evicted` points; True when this call wrote the log line."""
+        if evicted <= 0:
+            return False
+        with self._guard:
+            self._pending += evicted
+            now = self.clock()
+            if self._last_logged is not None and now - self._last_logged < self.interval:
+                return False
+            total, self._pending, self._last_logged = self._pending, 0, now
+        logger.info(
+            "ring overflow: evicted the oldest %d point(s) (each symbol keeps its newest %d); next line in %.0f s",
+            total,
+            settings.PRICE_RING_SIZE,
+            self.interval,
+        )
+        return True

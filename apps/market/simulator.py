@@ -30,7 +30,7 @@ from apps.core.metrics import RING_EVICTIONS, SIMULATOR_BACKPRESSURE, TICKS_GENE
 from apps.core.redis import redis_client
 from apps.market.feed.publish import stage_publish
 from apps.market.quotes import stage_quotes
-from apps.market.ring import ring_evictions, stage_ring
+from apps.market.ring import EvictionLog, ring_evictions, stage_ring
 from apps.market.stream import NumberedTick, stage_append, stream_backlog, stream_key
 from apps.market.ticks import Tick
 from apps.market.universe import SECTOR_PROFILES
@@ -122,6 +122,9 @@ class TickSink(Protocol):
 class RedisTickSink:
     """One Redis round trip per batch, in order: quote, ring, publish, stream (then the backlog)."""
 
+    def __init__(self, eviction_log: EvictionLog | None = None) -> None:
+        self.eviction_log = eviction_log or EvictionLog()
+
     def write(self, numbered: Sequence[NumberedTick]) -> int:
         ticks = [tick for _, tick in numbered]
         pipe = redis_client().pipeline(transaction=True)  # readers never see a ring longer than its bound
@@ -134,6 +137,7 @@ class RedisTickSink:
         evicted = ring_evictions(replies[1 : 1 + ring_commands])
         if evicted:
             RING_EVICTIONS.inc(evicted)
+            self.eviction_log.record(evicted)
         return int(replies[-1])
 
     def backlog(self) -> int:

@@ -11,6 +11,7 @@
 - The cache notes each lookup made while serving a request
   (`apps.core.request_scope.record_cache_lookup`); the request is labelled
   cache="hit" when every lookup hit, "miss" when any missed, "none" when it made none.
+  A response built from a value served stale after a query timeout carries a Warning header.
 """
 
 import time
@@ -29,12 +30,19 @@ API_PREFIX = "/api/"
 # The method is the client's to choose: every invented one made a new set of time series.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 HIT_RESULTS = frozenset({"hit", "l1_hit", "l2_hit"})
+STALE_WARNING = '110 - "Response is Stale"'  # RFC 7234: the database timed out, a cached value was served
 
 
 def request_cache_label(lookups: list[str]) -> str:
     if not lookups:
         return "none"
     return "hit" if all(result in HIT_RESULTS for result in lookups) else "miss"
+
+
+def mark_stale(response: HttpResponse, lookups: list[str]) -> HttpResponse:
+    if "stale" in lookups:
+        response["Warning"] = STALE_WARNING
+    return response
 
 
 def method_label(method: str | None) -> str:
@@ -76,7 +84,7 @@ class RequestMetricsMiddleware(HybridMiddleware):
         finally:
             cache_lookups.reset(token)
         observe_api_request(request, response.status_code, time.perf_counter() - started, lookups)
-        return response
+        return mark_stale(response, lookups)
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         lookups: list[str] = []
@@ -88,7 +96,7 @@ class RequestMetricsMiddleware(HybridMiddleware):
         finally:
             cache_lookups.reset(token)
         observe_api_request(request, response.status_code, time.perf_counter() - started, lookups)
-        return response
+        return mark_stale(response, lookups)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         return database_timeout_response() if is_database_timeout(exception) else None

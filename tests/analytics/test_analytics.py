@@ -57,11 +57,23 @@ def test_counting_trades_in_any_batches_equals_counting_them_at_once(trades: lis
 
 
 @hypothesis_settings(max_examples=200)
-@given(prices=st.lists(st.floats(1, 1000), max_size=50))
-def test_volatility_is_never_negative_and_zero_for_a_flat_price(prices: list[float]) -> None:
+@given(prices=st.lists(st.floats(1, 1000), max_size=50), price=st.floats(1, 1000), points=st.integers(0, 50))
+def test_volatility_is_never_negative_and_zero_for_a_flat_price(prices: list[float], price: float, points: int) -> None:
     assert volatility(prices) >= 0
-    flat = [prices[0]] * len(prices) if prices else []
-    assert volatility(flat) == 0
+    assert volatility([price] * points) == 0
+
+
+@hypothesis_settings(max_examples=100)
+@given(start=st.floats(1, 1000), moves=st.lists(st.sampled_from([-1.0, 1.0]), min_size=2, max_size=30))
+def test_prices_that_move_by_different_percentages_have_a_positive_volatility(start: float, moves: list[float]) -> None:
+    """Returns of +10 % and -10 %: a spread of returns has a volatility of several percent, equal returns about 0."""
+    prices = [start]
+    for move in moves:
+        prices.append(prices[-1] * (1 + move / 10))
+    if len(set(moves)) > 1:
+        assert volatility(prices) > 1
+    else:
+        assert volatility(prices) < 1e-6
 
 
 def trader() -> Trader:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-import redis
 from django.conf import settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -276,31 +276,78 @@ def test_l1_is_bounded_and_evicts_the_least_recently_used(capacity: int, operati
     assert sorted(local._entries) == sorted(str(n) for n in model)
 
 
+# Frequently requested API reads that the cache serves: (path, namespaces its lookups use).
+CACHED_READS = [
+    "/api/v1/analytics/summary",
+    "/api/v1/symbols?page=1&limit=20",
+    "/api/v1/symbols?page=2&limit=20",
+    "/api/v1/symbols?sector=energy",
+    "/api/v1/symbols/AAA",
+    "/api/v1/symbols/BBB",
+    "/api/v1/leaderboard?page=1",
+]
+
+
+@pytest.fixture
+def api_reader(db: None) -> Iterator[Any]:
+    """A trader's client and a few listed symbols (the data the cached reads return)."""
+    from decimal import Decimal
+
+    from django.test import Client
+
+    from apps.analytics.models import AnalyticsState
+    from apps.market.models import Symbol
+    from apps.portfolio.services import trader_create
+
+    for ticker, sector in (("AAA", "energy"), ("BBB", "technology"), ("CCC", "energy")):
+        Symbol.objects.create(ticker=ticker, name=ticker, sector=sector, initial_price=Decimal("10.00"))
+    AnalyticsState.objects.create(name="market", summary={"total_trades": 3}, computed_at="2026-01-01T00:00:00Z")
+    _, token = trader_create(username="reader", cash=Decimal("1000.00"))
+    default_cache().listener.ensure_started()
+    assert default_cache().listener.wait_subscribed(5)
+    yield Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
 @hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(namespace=st.sampled_from(NAMESPACES), key=st.text(min_size=1, max_size=20), reads=st.integers(1, 20))
+@given(reads=st.lists(st.sampled_from(CACHED_READS), min_size=2, max_size=8))
 def test_a_cached_response_needs_no_database_and_no_loader(
-    two_layer: TwoLayerCache, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, namespace: str, key: str, reads: int
+    api_reader: Any, monkeypatch: pytest.MonkeyPatch, reads: list[str]
 ) -> None:
     """Feature: trading-performance-optimization, Property 14: For any frequently requested data, cached responses
-    should be returned within 10ms (the time is measured by bench/cache.py; here: what a hit costs)"""
-    key = f"{key}-{clock.now}"
-    clock.advance(1)
-    loader = Loader(value={"rows": list(range(50))})
-    assert two_layer.listener.wait_subscribed(5)  # L1 is used only while invalidations can arrive
-    two_layer.cached(namespace, key, loader)
-    redis_commands: list[object] = []
-    original = redis.Redis.execute_command
-    monkeypatch.setattr(
-        redis.Redis, "execute_command", lambda self, *a, **k: redis_commands.append(a[0]) or original(self, *a, **k)
-    )
-    with MONGO_COMMANDS.recording() as commands:
-        for _ in range(reads):
-            assert two_layer.cached(namespace, key, loader) == {"rows": list(range(50))}
-    monkeypatch.undo()
-    assert loader.calls == 1
-    assert commands == []
-    # L1 answers without a round trip; the read-your-writes data costs one GET to Redis, never MongoDB.
-    assert len(redis_commands) == (reads if namespace == "profiles" else 0)
+    should be returned within 10ms (the time is measured by bench/cache.py; here: the work a hit does, through
+    the real API path: authentication, rate limit, view, serialisation)
+
+    Generated sequences of API reads: every repeat of a read answers the same body with no MongoDB command
+    and no loader call (its first read fills the cache; that one may do both)."""
+    loads: list[str] = []
+    real_cached = TwoLayerCache.cached
+
+    def counting(self: TwoLayerCache, namespace: str, key: str, loader: Any, **kwargs: Any) -> Any:
+        def counted() -> Any:
+            loads.append(f"{namespace}:{key}")
+            return loader()
+
+        return real_cached(self, namespace, key, counted, **kwargs)
+
+    monkeypatch.setattr(TwoLayerCache, "cached", counting)
+    first_bodies: dict[str, bytes] = {}
+    try:
+        for path in reads:
+            repeat = path in first_bodies
+            loads.clear()
+            with MONGO_COMMANDS.recording() as commands:
+                response = api_reader.get(path)
+            assert response.status_code == 200, response.content
+            if repeat:
+                assert commands == [], (path, commands)  # no database
+                assert loads == [], (path, loads)  # no loader
+                assert response.content == first_bodies[path]
+            else:
+                first_bodies[path] = response.content
+    finally:
+        monkeypatch.undo()
+        default_cache().local.clear()  # the next example starts cold
+        redis_client().flushdb()
 
 
 @pytest.mark.django_db

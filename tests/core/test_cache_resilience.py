@@ -113,6 +113,45 @@ def test_the_api_still_answers_from_mongodb_when_redis_is_down(settings: Any, au
     assert response.json()["total_trades"] == 7
 
 
+# --- Query timeout: the last cached value, marked stale, else 503 ------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_query_timeout_serves_the_last_cached_value_marked_stale_else_a_503(
+    settings: Any, auth_header: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.analytics import selectors
+
+    AnalyticsState.objects.create(name="market", summary={"total_trades": 7}, computed_at="2026-01-01T00:00:00Z")
+    client = Client(raise_request_exception=False)
+    fresh = client.get("/api/v1/analytics/summary", **auth_header)
+    assert fresh.status_code == 200 and "Warning" not in fresh
+    cache = cache_module.default_cache()
+    redis_client().delete(cache._l2_key("analytics:summary"))  # its TTL ran out
+    cache.local.clear()
+    AnalyticsState.objects.filter(name="market").update(summary={"total_trades": 8})
+    real_load = selectors._load_summary
+
+    def load_past_the_deadline() -> Any:
+        time.sleep(0.3)  # a slow database: the request's whole budget (0.2 s) goes by before the query
+        return real_load()  # the driver refuses it: ExecutionTimeout
+
+    monkeypatch.setattr(selectors, "_load_summary", load_past_the_deadline)
+    settings.MONGODB_REQUEST_TIMEOUT_MS = 200
+    stale = client.get("/api/v1/analytics/summary", **auth_header)
+    assert stale.status_code == 200, stale.content
+    assert stale.json()["total_trades"] == 7  # the value cached before, not a fresh read
+    assert stale["Warning"] == '110 - "Response is Stale"'
+    redis_client().delete(cache._l2_key("stale:analytics:summary"))  # nothing cached to fall back on
+    unavailable = client.get("/api/v1/analytics/summary", **auth_header)
+    assert unavailable.status_code == 503
+    assert unavailable.json()["code"] == "database_timeout" and unavailable["Retry-After"]
+    monkeypatch.setattr(selectors, "_load_summary", real_load)
+    settings.MONGODB_REQUEST_TIMEOUT_MS = 5000
+    recovered = client.get("/api/v1/analytics/summary", **auth_header)
+    assert recovered.status_code == 200 and recovered.json()["total_trades"] == 8 and "Warning" not in recovered
+
+
 # --- Property 22: LRU eviction ----------------------------------------------------------------
 
 
@@ -125,8 +164,7 @@ def test_the_api_still_answers_from_mongodb_when_redis_is_down(settings: Any, au
     used=st.integers(0, 2**34),
 )
 def test_only_a_bounded_volatile_lru_redis_passes_the_eviction_check(policy: str, maxmemory: int, used: int) -> None:
-    """Feature: trading-performance-optimization, Property 22: For any Redis cache state exceeding 80% memory usage,
-    LRU eviction policies should be applied"""
+    """The start-up check's policy rule (Property 22 itself is proven on a real Redis below)."""
     status = RedisMemoryStatus(used, maxmemory, policy, used / maxmemory if maxmemory else None)
     problem = redis_policy_problem(status)
     assert (problem is None) == (policy == "volatile-lru" and maxmemory > 0)
@@ -157,7 +195,11 @@ def test_a_full_lru_redis_evicts_the_least_recently_used_keys(small_lru_redis: r
     payload = b"x" * 5_000
     for n in range(150):  # 750 kB: fits
         small_lru_redis.set(f"old{n}", payload, ex=3600)  # cache values always expire
-    time.sleep(1.2)  # Redis' LRU clock ticks once a second
+    # Redis' LRU clock ticks once a second: wait until it shows even the newest of them idle.
+    deadline = time.monotonic() + 10
+    while small_lru_redis.object("idletime", "old149") < 1:
+        assert time.monotonic() < deadline, "Redis' LRU clock never advanced"
+        time.sleep(0.05)
     for n in range(50):
         small_lru_redis.get(f"old{n}")  # these 50 are recently used again
     for n in range(100):  # 500 kB more: past maxmemory
@@ -169,6 +211,76 @@ def test_a_full_lru_redis_evicts_the_least_recently_used_keys(small_lru_redis: r
     idle_evicted = sum(not small_lru_redis.exists(f"old{n}") for n in range(50, 150))
     assert recently_used_kept >= 45
     assert idle_evicted >= 40
+
+
+@pytest.fixture
+def project_lru_cache(small_lru_redis: redis.Redis, settings: Any) -> Iterator[tuple[redis.Redis, TwoLayerCache]]:
+    """The project's cache (a TwoLayerCache over django-redis, as settings configure it) on the private Redis."""
+    port = small_lru_redis.connection_pool.connection_kwargs["port"]
+    settings.CACHES = {
+        **settings.CACHES,
+        "lru": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{port}/0"},
+    }
+    cache = TwoLayerCache(alias="lru")
+    yield small_lru_redis, cache
+    cache.listener.stop()
+
+
+@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    headroom_kb=st.integers(100, 400),
+    entries=st.integers(0, 250),
+    kinds=st.lists(
+        st.tuples(st.sampled_from(sorted(settings.CACHE_TTLS)), st.integers(500, 8000)), min_size=1, max_size=8
+    ),
+    ticks=st.integers(0, 300),
+    jobs=st.integers(0, 100),
+)
+def test_a_full_redis_evicts_only_cache_entries_and_keeps_ticks_and_jobs(
+    project_lru_cache: tuple[redis.Redis, TwoLayerCache],
+    headroom_kb: int,
+    entries: int,
+    kinds: list[tuple[str, int]],
+    ticks: int,
+    jobs: int,
+) -> None:
+    """Feature: trading-performance-optimization, Property 22: For any Redis cache state exceeding 80% memory usage,
+    LRU eviction policies should be applied
+
+    A real Redis started with the project's own arguments (devstack: maxmemory, volatile-lru), written by the
+    project's writers: the tick stream (stage_append), queued jobs, then cache entries (the two-layer cache's
+    write-through) until memory is full. Redis stays within maxmemory by evicting cache entries only."""
+    from apps.market.stream import stage_append, stream_key
+    from tests.market.engine_fakes import numbered_ticks
+
+    writes = [kinds[n % len(kinds)] for n in range(entries)]  # up to 2 MB of cache entries of the drawn kinds
+    server, cache = project_lru_cache
+    server.flushall()
+    server.config_resetstat()
+    assert server.config_get("maxmemory-policy")["maxmemory-policy"] == cache_module.EVICTION_POLICY
+    server.config_set("maxmemory", 0)  # the durable data first (an earlier example's limit must not refuse it)
+    pipe = server.pipeline()
+    stage_append(pipe, numbered_ticks(ticks, symbols=["AAA", "BBB"]))
+    queue = f"{settings.REDIS_KEY_PREFIX}:celery:celery"
+    for n in range(jobs):
+        pipe.lpush(queue, f'{{"id": "job-{n}"}}')
+    pipe.execute()
+    maxmemory = redis_memory_status(server).used_memory + headroom_kb * 1024  # then room for headroom_kb of cache
+    server.config_set("maxmemory", maxmemory)
+    for n, (namespace, size) in enumerate(writes):
+        cache.put(namespace, f"k{n}", "x" * size)
+    status = redis_memory_status(server)
+    written = sum(size for _, size in writes)
+    assert status.used_memory <= maxmemory * 1.05  # held at maxmemory (Redis evicts before each write)
+    assert server.xlen(stream_key()) == ticks  # durable: no tick lost
+    assert server.llen(queue) == jobs  # durable: no queued job lost
+    evicted = server.info("stats")["evicted_keys"]
+    if written > 2 * headroom_kb * 1024:  # far more cache than room: eviction must have happened
+        assert evicted > 0
+    cache_keys = [
+        k for k in server.scan_iter(count=1000) if b":celery:" not in k and not k.endswith(stream_key().encode())
+    ]
+    assert all(server.pttl(k) > 0 for k in cache_keys)  # everything else that is left is an expiring cache entry
 
 
 def test_a_redis_filled_past_maxmemory_with_cache_values_keeps_the_tick_stream_and_queued_jobs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -166,18 +167,32 @@ def test_a_redelivered_job_has_its_effect_once(deliveries: list[tuple[int, bool]
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_deliveries_of_one_job_have_one_effect() -> None:
-    effects: list[str] = []
+    """Eight deliveries of one key start together; the effect (a MongoDB write, as `run_once` requires) commits once."""
+    start = threading.Barrier(8)
+    outcomes: list[bool] = []
+    errors: list[BaseException] = []
+
+    def effect() -> None:
+        Symbol.objects.create(ticker="ONE", name="one", sector="energy", initial_price=Decimal("1"))
 
     def deliver() -> None:
-        run_once("concurrent:1", lambda: effects.append("done"), task_name="test")
+        start.wait(timeout=10)
+        try:
+            ran, _ = run_once("concurrent:1", effect, task_name="test")
+        except BaseException as error:  # reported below: no delivery may fail
+            errors.append(error)
+        else:
+            outcomes.append(ran)
 
     threads = [threading.Thread(target=deliver) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert errors == []
+    assert sorted(outcomes) == [False] * 7 + [True]  # exactly one delivery ran the effect
+    assert Symbol.objects.filter(ticker="ONE").count() == 1
     assert JobRun.objects.filter(key="concurrent:1").count() == 1
-    assert effects.count("done") >= 1  # a Python side effect cannot roll back; the stored key is unique
     assert JobRun.objects.count() == 1
 
 
@@ -226,3 +241,41 @@ def test_a_real_worker_runs_the_scheduled_precompute_jobs(celery_worker_process:
     while not (LeaderboardSnapshot.objects.exists() and AnalyticsState.objects.exclude(computed_at=None).exists()):
         assert time.monotonic() < deadline, "the worker did not run the precompute jobs"
         time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_task_is_retried_by_the_real_worker_with_growing_delays_then_dead_lettered(
+    celery_worker_process: Any,
+) -> None:
+    """Property 30 on a real worker and broker (its Hypothesis test above drives the backoff itself).
+
+    A job that always fails, on a real worker and broker: each retry is scheduled base * 2**n ahead (jitter
+    shortens it by at most a quarter), so every delay is longer than the one before; each attempt starts no
+    earlier than its schedule; after the last one the job is a dead letter. (Base 0.5 s for this task: the
+    measured delay also holds the worker's own time between the failure and the retry, at most 0.2 s here.)"""
+    import json
+    from datetime import datetime
+
+    from apps.core.redis import key, redis_client
+    from tests.worker_tasks import ATTEMPTS_KEY, fails_every_time
+
+    run = f"run-{time.monotonic_ns()}"
+    result = fails_every_time.apply_async(args=[run])
+    deadline = time.monotonic() + 60
+    while not DeadLetter.objects.filter(task_id=result.id).exists():
+        assert time.monotonic() < deadline, "the job never reached the dead letters"
+        time.sleep(0.05)
+    notes = [json.loads(raw) for raw in redis_client().lrange(key(ATTEMPTS_KEY, run), 0, -1)]
+    assert [note["retries"] for note in notes] == [0, 1, 2, 3]  # max_retries 3: four attempts
+    delays = []
+    for before, after in itertools.pairwise(notes):
+        scheduled = datetime.fromisoformat(after["eta"]).timestamp()
+        delay = scheduled - before["failed_at"]
+        ceiling = 0.5 * 2 ** before["retries"]
+        assert ceiling * (1 - BACKOFF_JITTER) <= delay <= ceiling + 0.2  # the backoff, jitter included
+        assert after["started"] >= scheduled - 0.05  # the worker waited for it
+        delays.append(delay)
+    assert all(later > earlier for earlier, later in itertools.pairwise(delays))
+    letter = DeadLetter.objects.get(task_id=result.id)
+    assert letter.task_name == "tests.fails_every_time" and letter.attempts == 4

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from apps.core.redis import redis_client
 from apps.market.feed.frames import MAX_FRAME_BYTES
@@ -278,3 +280,80 @@ def test_a_consumer_whose_handler_raises_is_forgotten_by_the_hub(
         assert WS_CONNECTIONS._value.get() == connections_before - 1
 
     asyncio.run(main())
+
+
+BAD_MESSAGES = {
+    "{oops": "malformed_json",
+    '{"type": "teleport"}': "unknown_type",
+    '{"type": "subscribe", "symbols": ["NOPE"]}': "unknown_symbol",
+    '{"type": "subscribe", "symbols": 5}': "invalid_message",
+}
+
+
+@pytest.fixture
+def feed_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop (so one process hub, subscribed once) for all the examples of a test."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.run_until_complete(market_hub_close(loop))
+    loop.close()
+
+
+async def market_hub_close(loop: asyncio.AbstractEventLoop) -> None:
+    from apps.market.feed import hub as hub_module
+
+    hub = hub_module._hubs.pop(loop, None)
+    if hub is not None:
+        await hub.close()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    symbols=st.sets(st.sampled_from(["AAA", "BBB", "CCC"]), min_size=1),
+    bad=st.lists(st.sampled_from(sorted(BAD_MESSAGES)), max_size=3),
+    ticks=st.lists(st.tuples(st.sampled_from(["AAA", "BBB", "CCC"]), st.integers(1, 9999)), max_size=6),
+)
+def test_a_websocket_sessions_connections_subscriptions_frames_bytes_and_errors_are_measured(
+    listed: list[str], feed_loop: asyncio.AbstractEventLoop, symbols: set[str], bad: list[str], ticks: list[tuple]
+) -> None:
+    """Feature: trading-performance-optimization, Property 31: For any system operation, relevant performance metrics
+    should be logged and tracked
+
+    A real connection through the ASGI application: the connection gauge counts it while open, the subscription
+    gauge its symbols, the error counter each error frame by code, and the frame and byte counters exactly the
+    update frames it received."""
+    from apps.core.metrics import WS_BYTES, WS_CONNECTIONS, WS_ERRORS, WS_FRAMES, WS_SUBSCRIPTIONS
+
+    def errors(code: str) -> float:
+        return WS_ERRORS.labels(code=code)._value.get()
+
+    async def scenario() -> None:
+        connections, subscriptions = WS_CONNECTIONS._value.get(), WS_SUBSCRIPTIONS._value.get()
+        frames, sent_bytes = WS_FRAMES._value.get(), WS_BYTES._value.get()
+        errors_before = {code: errors(code) for code in set(BAD_MESSAGES.values())}
+        client = communicator()
+        connected, _ = await client.connect()
+        assert connected
+        try:
+            assert WS_CONNECTIONS._value.get() == connections + 1
+            await acknowledgement(client, {"type": "subscribe", "symbols": sorted(symbols)}, len(symbols))
+            assert WS_SUBSCRIPTIONS._value.get() == subscriptions + len(symbols)
+            for message in bad:
+                assert (await send(client, message))["type"] == "error"
+            publish(*((symbol, float(price)) for symbol, price in ticks))
+            latest = {symbol: float(price) for symbol, price in ticks if symbol in symbols}
+            received: list[str] = []
+            seen: dict[str, float] = {}
+            while seen != latest:
+                received.append(await client.receive_from(timeout=5))
+                seen.update({u["symbol"]: u["price"] for u in json.loads(received[-1])["updates"]})
+        finally:
+            await client.disconnect()
+        assert WS_CONNECTIONS._value.get() == connections
+        assert WS_SUBSCRIPTIONS._value.get() == subscriptions
+        assert WS_FRAMES._value.get() - frames == len(received)
+        assert WS_BYTES._value.get() - sent_bytes == sum(len(frame) for frame in received)
+        for code, before in errors_before.items():
+            assert errors(code) - before == sum(1 for message in bad if BAD_MESSAGES[message] == code)
+
+    feed_loop.run_until_complete(scenario())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -229,14 +230,97 @@ def test_a_slow_reader_neither_stalls_the_pass_nor_queues_more_than_the_latest_p
             await asyncio.sleep(0)
         assert len(fast.frames) == 100  # never held up by the slow one
         assert stats.skipped_busy == 1
+        assert all(frame["type"] == "stock_updates" for frame in fast.decoded())  # it kept up: no notice
         slow.release()
-        await asyncio.sleep(0.01)  # its first frame (price 1) finally goes out
-        hub.flush()  # then one frame with the newest prices, nothing in between
-        await asyncio.sleep(0.01)
+        await until(lambda: len(slow.frames) == 1 and not hub._watchers[slow].sending)  # its first frame (price 1)
+        hub.flush()  # then the newest prices, nothing in between, told that the rest was replaced
+        await until(lambda: len(slow.frames) == 3)
         sent = slow.decoded()
-        assert len(sent) == 2
         assert {u["price"] for u in sent[0]["updates"]} == {1.0}
-        assert {u["price"] for u in sent[1]["updates"]} == {100.0}
+        assert sent[1]["type"] == "notice" and sent[1]["code"] == "updates_conflated"
+        assert "196 update(s)" in sent[1]["message"]  # prices 3..100 of each symbol each replaced a pending one
+        assert {u["price"] for u in sent[2]["updates"]} == {100.0}
+        await hub.close()
+
+    asyncio.run(scenario())
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Yield to the loop until `condition` holds (failing after `timeout` seconds)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "gave up waiting"
+        await asyncio.sleep(0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    episodes=st.lists(
+        st.tuples(st.integers(0, 6), st.lists(st.lists(st.tuples(tickers, prices), max_size=6), max_size=5)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_a_connection_whose_updates_are_conflated_is_told_once_per_episode_with_a_notice_frame(
+    episodes: list[tuple[int, list[list[tuple[str, float]]]]],
+) -> None:
+    """Queue overflow: a reader that falls behind gets a notice frame before its newest prices, once an episode;
+    a reader that keeps up never gets one."""
+
+    async def scenario() -> None:
+        hub, _ = new_hub()
+        slow, fast = BlockedConnection(), RecordingConnection()
+        await hub.watch(slow, UNIVERSE)
+        await hub.watch(fast, UNIVERSE)
+        for first_price, windows in episodes:
+            slow.gate.clear()
+            hub.deliver(UNIVERSE[0], encoded_update(UNIVERSE[0], float(first_price)))
+            hub.flush()  # the slow reader's send starts and blocks
+            replaced = 0
+            pending: set[str] = set()
+            for ticks in windows:
+                for symbol, price in ticks:
+                    hub.deliver(symbol, encoded_update(symbol, price))
+                changed = {symbol for symbol, _ in ticks}
+                replaced += len(changed & pending)  # a pending update of a symbol that changed again
+                pending |= changed
+                hub.flush()
+            before = len(slow.frames)
+            slow.release()
+            await until(lambda: not hub._watchers[slow].sending)
+            hub.flush()  # what it missed, in one go
+            await until(lambda: not hub._watchers[slow].sending)
+            received = slow.decoded()[before:]
+            notices = [frame for frame in received if frame["type"] == "notice"]
+            if replaced:
+                assert len(notices) == 1 and notices[0]["code"] == "updates_conflated"
+                assert f" {replaced} update(s)" in notices[0]["message"]
+                assert received[1]["type"] == "notice"  # after the frame in flight, before the newest prices
+            else:
+                assert notices == []
+            assert all(len(frame) <= MAX_FRAME_BYTES for frame in slow.frames)
+        assert all(frame["type"] == "stock_updates" for frame in fast.decoded())
+        await hub.close()
+
+    asyncio.run(scenario())
+
+
+def test_memory_shedding_drops_a_slow_readers_pending_updates_and_tells_it() -> None:
+    async def scenario() -> None:
+        hub, _ = new_hub()
+        slow = BlockedConnection()
+        await hub.watch(slow, ["AAA", "BBB"])
+        hub.deliver("AAA", encoded_update("AAA", 1.0))
+        hub.flush()
+        hub.deliver("BBB", encoded_update("BBB", 2.0))
+        hub.flush()
+        assert hub.shed() == 1  # BBB's pending price is dropped
+        slow.release()
+        await until(lambda: not hub._watchers[slow].sending)
+        hub.deliver("AAA", encoded_update("AAA", 3.0))
+        hub.flush()
+        await until(lambda: len(slow.frames) == 3)
+        assert [frame["type"] for frame in slow.decoded()] == ["stock_updates", "notice", "stock_updates"]
         await hub.close()
 
     asyncio.run(scenario())

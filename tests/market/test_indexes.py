@@ -1,10 +1,13 @@
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from pymongo import monitoring
 
 from apps.market.buckets import store_ticks
 from apps.market.selectors import buckets_filter
@@ -74,3 +77,116 @@ def test_a_history_window_examines_only_the_buckets_that_can_hold_it(
     per_window = settings.TICK_BUCKET_SECONDS // 2  # ticks every 2 s
     most = (width + 2 * settings.TICK_BUCKET_SECONDS) // 2 // per_window + 2
     assert stats["totalDocsExamined"] == buckets_collection().count_documents(filter_) <= most
+
+
+class BucketCommands(monitoring.CommandListener):
+    """Every command the code under test sends to the bucket collection, from this thread, while recording."""
+
+    def __init__(self) -> None:
+        self.thread: int | None = None
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.thread == threading.get_ident() and event.command.get(event.command_name) == "market_tickbucket":
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+BUCKET_COMMANDS = BucketCommands()
+monitoring.register(BUCKET_COMMANDS)  # at import: pymongo applies listeners to clients created afterwards
+
+
+def collection_scans(command: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The winning plan of a recorded find or delete, asked of the server with the same filter, sort and limit."""
+    database = buckets_collection().database
+    if "find" in command:
+        keep = {k: command[k] for k in ("find", "filter", "sort", "limit", "projection") if k in command}
+        return winning_stages(database.command("explain", keep))
+    if "delete" in command:
+        keep = {"delete": command["delete"], "deletes": command["deletes"]}
+        return winning_stages(database.command("explain", keep))
+    raise AssertionError(f"unexpected command on the bucket collection: {command}")
+
+
+@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    symbol=st.sampled_from([*SYMBOLS, "ZZZ"]),
+    at=moments,
+    width=st.integers(1, 3600),
+    limit=st.integers(1, 120),
+    retention_back=st.integers(-600, 3000),
+)
+def test_every_tick_query_path_uses_an_index(
+    stored_history: None, symbol: str, at: datetime, width: int, limit: int, retention_back: int
+) -> None:
+    """Feature: trading-performance-optimization, Property 1: For any stock symbol or timestamp query, the database layer should complete the query within 50ms when proper indexes are used
+
+    Each path that reads or deletes stored ticks, driven for real (history pages from a cursor, a window, the
+    newest tick, the retention count and the retention job's search), with every command it sent recorded
+    and its plan asked of the server: never a collection scan, always one of the bucket indexes."""  # noqa: E501
+    from apps.market.retention import ticks_delete_older_than, ticks_older_than_count
+    from apps.market.selectors import HistoryCursor, latest_stored_tick, stored_ticks_before, ticks_in_window
+
+    cutoff = START + timedelta(seconds=retention_back)
+    BUCKET_COMMANDS.commands, BUCKET_COMMANDS.thread = [], threading.get_ident()
+    try:
+        cursor = HistoryCursor(timestamp=int(at.timestamp() * 1000), tick_id=f"idx-{symbol}-000500")
+        stored_ticks_before(symbol=symbol, before=cursor, limit=limit)
+        ticks_in_window(symbol=symbol, since=at - timedelta(seconds=width), until=at, limit=limit)
+        latest_stored_tick(symbol)
+        ticks_older_than_count(cutoff=cutoff)
+        if retention_back <= 0:  # nothing that old is stored: the job's searches run, deleting nothing
+            assert list(ticks_delete_older_than(cutoff=cutoff, sleep=lambda _: None)) == []
+    finally:
+        BUCKET_COMMANDS.thread = None
+    assert BUCKET_COMMANDS.commands
+    for command in BUCKET_COMMANDS.commands:
+        if (form := shape(command)) in PLANS_CHECKED:
+            continue  # the planner chooses by the query's form, not its values: each form is asked once a run
+        stages = collection_scans(command)
+        assert "COLLSCAN" not in [stage for stage, _ in stages], (command, stages)
+        assert {name for _, name in stages} & {"tickbucket_symbol_start", "tickbucket_end"}, (command, stages)
+        PLANS_CHECKED.add(form)
+
+
+PLANS_CHECKED: set[str] = set()
+
+
+def shape(command: dict[str, Any]) -> str:
+    """A command's form: its kind, the fields and operators of its filter, its sort, whether it has a limit."""
+
+    def form(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: form(inner) for key, inner in sorted(value.items())}
+        if isinstance(value, list):
+            return [form(inner) for inner in value[:1]]
+        return type(value).__name__
+
+    kind = "find" if "find" in command else "delete"
+    query = command.get("filter") if kind == "find" else command["deletes"][0]["q"]
+    return repr((kind, form(query), command.get("sort"), "limit" in command))
+
+
+def test_the_retention_jobs_deletes_go_by_index_too(stored_history: None) -> None:
+    """Property 1 for the deleting path: old buckets found through the `end` index, deleted by `_id`."""
+    from apps.market.retention import ticks_delete_older_than
+
+    BUCKET_COMMANDS.commands, BUCKET_COMMANDS.thread = [], threading.get_ident()
+    try:
+        cutoff = START + timedelta(minutes=20, seconds=1)
+        assert sum(ticks_delete_older_than(cutoff=cutoff, batch_size=200, sleep=lambda _: None)) == 601 * len(SYMBOLS)
+    finally:
+        BUCKET_COMMANDS.thread = None
+    deletes = [command for command in BUCKET_COMMANDS.commands if "delete" in command]
+    assert deletes
+    for command in BUCKET_COMMANDS.commands:
+        if "find" in command:
+            stages = collection_scans(command)
+            assert "COLLSCAN" not in [stage for stage, _ in stages], (command, stages)
+    for command in deletes:
+        assert set(command["deletes"][0]["q"]) == {"_id"}  # by primary key: no scan possible

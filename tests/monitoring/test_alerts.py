@@ -1,55 +1,92 @@
 """Alert evaluation (pure), and the service that opens, refreshes, resolves and notifies."""
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core import mail
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.monitoring.alerts import RuleSpec, evaluate
 from apps.monitoring.models import Alert, AlertRule, MetricSample
 from apps.monitoring.services import alert_rules_seed, alerts_evaluate
 
-DEFAULT_RULES = [
-    RuleSpec("memory_percent", "memory_percent", 85.0),
-    RuleSpec("api_p95_ms", "api_p95_ms", 200.0),
-    RuleSpec("db_p95_ms", "db_p95_ms", 100.0),
-    RuleSpec("redis_memory_ratio", "redis_memory_ratio", 0.8),
-    RuleSpec("persister_backlog", "persister_backlog", 50_000.0),
-    RuleSpec("dead_letters", "dead_letters", 0.0),
-    RuleSpec("ws_errors_per_second", "ws_errors_per_second", 1.0),
-]
+# The rules as production seeds them: thresholds from settings (ALERT_THRESHOLDS), never copied here.
+DEFAULT_RULES = [RuleSpec(key, key, threshold) for key, threshold in django_settings.ALERT_THRESHOLDS.items()]
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 maybe_value = st.one_of(st.none(), st.floats(min_value=0, max_value=1e6, allow_nan=False))
 
 
-@settings(max_examples=200)
-@given(
-    memory=st.floats(min_value=0, max_value=100, allow_nan=False),
-    others=st.dictionaries(
-        st.sampled_from([r.figure for r in DEFAULT_RULES if r.figure != "memory_percent"]), maybe_value
-    ),
-)
-def test_memory_above_85_percent_always_raises_an_alert(memory: float, others: dict[str, float | None]) -> None:
+def test_the_settings_thresholds_are_the_documents() -> None:
+    assert django_settings.ALERT_THRESHOLDS["memory_percent"] == 85.0
+    assert django_settings.ALERT_THRESHOLDS["api_p95_ms"] == 200.0
+
+
+@pytest.mark.django_db
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(memory=st.floats(min_value=0, max_value=100, allow_nan=False))
+def test_memory_above_85_percent_always_raises_an_alert(
+    staff_with_email: None, monkeypatch: pytest.MonkeyPatch, memory: float
+) -> None:
     """Feature: trading-performance-optimization, Property 25: For any system state where memory usage exceeds 85%,
-    alerts should be generated"""
-    result = evaluate(DEFAULT_RULES, {**others, "memory_percent": memory}, open_keys=[])
-    assert ("memory_percent" in result.opened) == (memory > 85)
+    alerts should be generated
+
+    The host reports `memory` percent in use (psutil); the recorder's system source reads it, the real rules
+    (seeded from settings) evaluate it, and the staff are mailed when the alert opens."""
+    from apps.monitoring import recorder
+
+    monkeypatch.setattr(recorder.psutil, "virtual_memory", lambda: SimpleNamespace(percent=memory))
+    Alert.objects.all().delete()
+    mail.outbox.clear()
+    _, figures = recorder.system_reading()
+    changes = alerts_evaluate(figures=figures, now=NOW)
+    raised = memory > django_settings.ALERT_THRESHOLDS["memory_percent"]
+    assert ("memory_percent" in changes["opened"]) == raised == (memory > 85)
+    stored = Alert.objects.filter(resolved_at__isnull=True).select_related("rule")
+    assert [alert.rule.key for alert in stored] == (["memory_percent"] if raised else [])
+    opened_mails = [m for m in mail.outbox if m.subject == "[trading] alert opened: memory_percent"]
+    assert len(opened_mails) == int(raised)
 
 
-@settings(max_examples=200)
-@given(figures=st.fixed_dictionaries({rule.figure: maybe_value for rule in DEFAULT_RULES}))
-def test_every_figure_above_its_threshold_raises_its_alert(figures: dict[str, float | None]) -> None:
+@pytest.mark.django_db
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    figures=st.fixed_dictionaries(
+        {
+            rule.figure: st.one_of(
+                st.none(),
+                st.sampled_from([rule.threshold, rule.threshold + 0.001, max(0.0, rule.threshold - 0.001)]),
+                st.floats(min_value=0, max_value=max(10.0, rule.threshold * 3), allow_nan=False),
+            )
+            for rule in DEFAULT_RULES
+        }
+    )
+)
+def test_every_figure_above_its_threshold_raises_its_alert(
+    staff_with_email: None, figures: dict[str, float | None]
+) -> None:
     """Feature: trading-performance-optimization, Property 32: For any performance metric exceeding defined thresholds,
-    alerts should be generated for administrators"""
-    result = evaluate(DEFAULT_RULES, figures, open_keys=[])
-    for rule in DEFAULT_RULES:
-        value = figures[rule.figure]
-        assert (rule.key in result.opened) == (value is not None and value > rule.threshold)
-    assert not result.resolved and not result.still_open
+    alerts should be generated for administrators
+
+    The real service: rules seeded from settings, alerts stored and mailed to the staff; figures drawn around
+    each threshold (at it, just above, just below) and anywhere else."""
+    Alert.objects.all().delete()
+    mail.outbox.clear()
+    changes = alerts_evaluate(figures=figures, now=NOW)
+    expected = sorted(
+        key
+        for key, threshold in django_settings.ALERT_THRESHOLDS.items()
+        if figures.get(key) is not None and figures[key] > threshold  # type: ignore[operator]
+    )
+    assert changes["opened"] == expected
+    stored = Alert.objects.filter(resolved_at__isnull=True).select_related("rule")
+    assert sorted(alert.rule.key for alert in stored) == expected
+    assert sorted(m.subject.rsplit(" ", 1)[-1] for m in mail.outbox) == expected  # each one told the staff
+    assert all(m.to == ["ops@example.com"] for m in mail.outbox)
 
 
 @settings(max_examples=200)

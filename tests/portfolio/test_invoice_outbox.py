@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from kombu.exceptions import OperationalError
 
 from apps.core.jobs import job_lease
-from apps.core.metrics import JOBS_LEFT_IN_OUTBOX
+from apps.core.metrics import INVOICES_RENDERED, JOBS_LEFT_IN_OUTBOX
 from apps.portfolio.models import Invoice, Order
 from apps.portfolio.services import INVOICE_TASK, invoice_job_key, invoices_resend_stalled, place_order
 from apps.portfolio.tasks import generate_invoice
@@ -113,3 +113,68 @@ def test_racing_sweepers_send_each_stalled_invoice_once_per_period(
         generate_invoice.run(order_id)  # every delivery of every period ends in one ready invoice
         generate_invoice.run(order_id)
     assert set(Invoice.objects.filter(order__in=trades).values_list("status", flat=True)) == {"ready"}
+
+
+@pytest.fixture
+def workers() -> Any:
+    """Threads kept for all the examples of a test (each keeps its database connection: opening one is slow)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        yield pool
+        for done in [pool.submit(connections.close_all) for _ in range(16)]:
+            done.result()
+
+
+@pytest.fixture
+def fast_render(monkeypatch: pytest.MonkeyPatch) -> None:
+    from apps.portfolio import tasks
+
+    monkeypatch.setattr(tasks, "render_invoice_pdf", lambda invoice: b"%%PDF-1.4 invoice %d" % invoice.number)
+
+
+@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(deliveries=st.lists(st.integers(1, 3), min_size=1, max_size=2), sweepers=st.integers(0, 2))
+def test_concurrent_deliveries_of_the_invoice_job_store_each_invoice_once(
+    trades: list[Order], broker: Broker, fast_render: None, workers: Any, deliveries: list[int], sweepers: int
+) -> None:
+    """Feature: trading-performance-optimization, Property 35: For any critical background job, the system should
+    ensure it is processed exactly once
+
+    The production job (`generate_invoice`, as the worker runs it) delivered several times at once for each
+    trade, as a broker redelivery and the outbox sweeper can make it, with sweepers racing it: each invoice is
+    stored once (one render counted, its number and first ready time unchanged by later deliveries). The PDF
+    drawing itself is stubbed (it is not what is at stake, and it costs 50 ms a delivery)."""
+    orders = trades[: len(deliveries)]
+    Invoice.objects.filter(order__in=trades).update(status="pending", pdf=None, ready_at=None, resent_at=None)
+    numbers = {o.pk: Invoice.objects.get(order=o).number for o in orders}
+    rendered_before = INVOICES_RENDERED._value.get()
+    start = threading.Barrier(sum(deliveries) + sweepers)
+    errors: list[BaseException] = []
+
+    def run(work: Any) -> None:
+        start.wait(timeout=10)
+        try:
+            work()
+        except BaseException as error:
+            errors.append(error)
+
+    work = [
+        lambda o=o: generate_invoice.apply(args=[str(o.pk)]).get()
+        for o, n in zip(orders, deliveries, strict=True)
+        for _ in range(n)
+    ]
+    work += [lambda: invoices_resend_stalled(older_than=PERIOD, now=later(PERIOD * 1.5))] * sweepers
+    for done in [workers.submit(run, w) for w in work]:
+        done.result(timeout=60)
+    assert errors == []
+    assert INVOICES_RENDERED._value.get() - rendered_before == len(orders)  # one stored render per invoice
+    for order in orders:
+        invoice = Invoice.objects.get(order=order)
+        assert invoice.status == "ready" and invoice.pdf and invoice.number == numbers[order.pk]
+        ready_at = invoice.ready_at
+        generate_invoice.apply(args=[str(order.pk)]).get()  # one more redelivery, later
+        assert Invoice.objects.get(order=order).ready_at == ready_at
+    assert INVOICES_RENDERED._value.get() - rendered_before == len(orders)

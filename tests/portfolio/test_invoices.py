@@ -1,5 +1,7 @@
 """Invoices: rendered in the background, once; signed; verifiable by anyone; dead-lettered when failing."""
 
+import os
+import signal
 import time
 
 import pytest
@@ -130,12 +132,16 @@ def test_with_a_real_worker_the_order_returns_first_and_the_invoice_becomes_read
 ) -> None:
     _, token = make_trader("1000.00")
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
-    created = client.post(
-        "/api/v1/orders", {"symbol": "ACME", "side": "buy", "quantity": 2}, content_type="application/json"
-    )
-    assert created.status_code == 201
-    invoice_url = created.json()["invoice_url"]
-    assert client.get(invoice_url).status_code == 202  # the order answered before the invoice existed
+    os.kill(celery_worker_process.pid, signal.SIGSTOP)  # the worker cannot start the job until we say so
+    try:
+        created = client.post(
+            "/api/v1/orders", {"symbol": "ACME", "side": "buy", "quantity": 2}, content_type="application/json"
+        )
+        assert created.status_code == 201  # the order answered with its job still waiting
+        invoice_url = created.json()["invoice_url"]
+        assert client.get(invoice_url).status_code == 202
+    finally:
+        os.kill(celery_worker_process.pid, signal.SIGCONT)
     deadline = time.monotonic() + 30
     while (response := client.get(invoice_url)).status_code == 202 and time.monotonic() < deadline:
         time.sleep(0.1)

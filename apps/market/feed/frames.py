@@ -55,6 +55,11 @@ def subscriptions_frames(kind: str, symbols: Sequence[str], *, timestamp: int) -
     )
 
 
+def notice_frame(code: str, message: str, *, timestamp: int) -> str:
+    """A notice: the server tells the client something about its feed (e.g. its updates are being conflated)."""
+    return encode({"type": "notice", "code": code, "message": message, "timestamp": timestamp})
+
+
 def error_frame(code: str, message: str, *, timestamp: int) -> str:
     """An error frame; a message quoting client input is shortened until the frame fits."""
     frame = encode({"type": "error", "code": code, "message": message, "timestamp": timestamp})

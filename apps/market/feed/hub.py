@@ -13,7 +13,9 @@ of updates and shared by every connection that needs that set.
 A slow client: while its previous send is still in flight it is skipped, and
 its pending state is the set of its symbols that changed since (at most its
 subscriptions), so it later gets the newest prices, never a queue; it is never
-disconnected for being slow. When a pass takes too long for its window the
+disconnected for being slow, but it is told: the first frames it gets after
+some of its updates were replaced (or dropped by memory shedding) start with
+a `notice` frame (code `updates_conflated`), once per such episode. When a pass takes too long for its window the
 window widens (conflating harder) and the WS_BATCH_WINDOW gauge says so.
 """
 
@@ -31,7 +33,7 @@ from apps.core.clock import now_ms
 from apps.core.metrics import WS_BATCH_WINDOW, WS_BYTES, WS_CONFLATED, WS_FRAMES, WS_SUBSCRIPTIONS
 from apps.core.pressure import register_shedder
 from apps.core.redis import async_redis_client
-from apps.market.feed.frames import update_frames
+from apps.market.feed.frames import notice_frame, update_frames
 from apps.market.feed.publish import SymbolChannel
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,8 @@ class _Watcher:
     symbols: set[str] = field(default_factory=set)
     dirty: set[str] = field(default_factory=set)  # subscribed symbols changed since the last frame
     sending: bool = False
+    conflated: int = 0  # its updates replaced by newer ones before they could be sent, since its last frames
+    told: bool = False  # the current episode of conflation was announced with a notice frame
 
 
 @dataclass
@@ -188,6 +192,7 @@ class MarketHub:
             for watcher in self._interest.get(symbol, ()):
                 if symbol in watcher.dirty:
                     self._conflated += 1  # a slow connection's older, unsent update is replaced
+                    watcher.conflated += 1
                 else:
                     watcher.dirty.add(symbol)
                 due.add(watcher)
@@ -209,6 +214,7 @@ class MarketHub:
             if frames is None:
                 frames = update_frames([self._latest[s] for s in symbols], timestamp=timestamp, batch_id=self._batch_id)
                 encoded[symbols] = frames
+            frames = self._with_notice(watcher, frames, timestamp)
             stats.connections += 1
             stats.frames += len(frames)
             stats.bytes += sum(map(len, frames))
@@ -219,6 +225,22 @@ class MarketHub:
             WS_CONFLATED.inc(self._conflated)
             self._conflated = 0
         return stats
+
+    @staticmethod
+    def _with_notice(watcher: _Watcher, frames: list[str], timestamp: int) -> list[str]:
+        """The frames, led by a notice when this connection's updates started being conflated (once an episode)."""
+        conflated, watcher.conflated = watcher.conflated, 0
+        if not conflated:
+            watcher.told = False  # it kept up: the next episode is announced again
+            return frames
+        if watcher.told:
+            return frames
+        watcher.told = True
+        message = (
+            f"your connection is behind the feed: {conflated} update(s) were replaced by newer prices; "
+            "you receive the latest price of each symbol"
+        )
+        return [notice_frame("updates_conflated", message, timestamp=timestamp), *frames]
 
     def _send(self, watcher: _Watcher, frames: list[str]) -> None:
         """Send now if the socket takes the frames at once (the usual case); else finish in a task, skipping
@@ -270,6 +292,7 @@ class MarketHub:
         slow = [watcher for watcher in self._watchers.values() if watcher.sending or watcher in self._backlog]
         dropped = sum(len(watcher.dirty) for watcher in slow)
         for watcher in slow:
+            watcher.conflated += len(watcher.dirty)  # told with its next frames
             watcher.dirty.clear()
         self._backlog.clear()
         return dropped
