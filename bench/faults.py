@@ -238,6 +238,16 @@ class SupervisedStack:
 
         return MongoClient(self.run_env()["MONGODB_URI"])["trading"]
 
+    def ticks_stored(self) -> int:
+        """Ticks in the market database's buckets (ADR 0005: one document per symbol and time window)."""
+        from pymongo import MongoClient
+
+        env = self.run_env()
+        uri = env.get("MONGODB_TICKS_URI") or env["MONGODB_URI"]
+        name = env.get("MONGODB_TICKS_NAME") or f"{env.get('MONGODB_NAME', 'trading')}_market"
+        buckets = MongoClient(uri)[name]["market_tickbucket"]
+        return sum(doc["count"] for doc in buckets.find({}, {"count": 1}))
+
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.run_env().get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
@@ -383,8 +393,10 @@ def all_web_row(stack: SupervisedStack, load: Load) -> Row:
     old = stack.web_pids()
     for pid in old:
         os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
     answering = wait_until(stack.answering, timeout=60, poll=0.05)
-    restarted = wait_until(lambda: len(stack.listening_pids() - set(old)) == WEB_PROCESSES, timeout=60)
+    listening = wait_until(lambda: len(stack.listening_pids() - set(old)) == WEB_PROCESSES, timeout=60)
+    restarted = None if listening is None else time.monotonic() - killed
     time.sleep(2)
     measured = (
         f"answering again after {answering:.1f} s, all {WEB_PROCESSES} listening after {restarted:.1f} s"
@@ -597,7 +609,7 @@ def settle(stack: SupervisedStack, load: Load, created_before: int) -> list[Row]
     stream = f"{stack.prefix}:ticks"
     drained = wait_until(lambda: client.xlen(stream) == 0, timeout=120, poll=0.5)
     generated = stack.ticks_generated()
-    stored = db["market_pricetick"].count_documents({})  # type: ignore[index]
+    stored = stack.ticks_stored()
     orders = db["portfolio_order"]  # type: ignore[index]
     ids = [cid for cid, status in load.answered.items() if status in (200, 201)]
     found: dict[str, int] = {}
@@ -674,7 +686,7 @@ def faults_under_load(stack: SupervisedStack, quick: bool, app_redis: PrivateRed
     # The simulator's counter starts with its process; ticks stored before it are not this run's.
     stack.ctl("stop", "market")
     wait_until(lambda: stack.redis().xlen(f"{stack.prefix}:ticks") == 0, timeout=60)
-    stored_before = db["market_pricetick"].count_documents({})  # type: ignore[index]
+    stored_before = stack.ticks_stored()
     generated_before = stack.ticks_generated()
     stack.ctl("start", "market")
     load = Load(stack.port, tokens, symbols)
