@@ -47,6 +47,7 @@ ORDERS_PER_SECOND = 4
 WS_CLIENTS = 10
 WEB_PROCESSES = 2  # `make run`'s formation on 2 cores: web_0 and web_1 share the port
 WEB_PROGRAMS = [f"web:web_{n}" for n in range(WEB_PROCESSES)]
+DATABASE_PROGRAM = "mongodb"  # devstack's supervised embedded SecantusDB ("MongoDB")
 TRADERS = 20
 # The services' variables of `make bench`'s own throwaway stack: the supervised stack must start its own.
 SERVICE_VARIABLES = ("MONGODB_URI", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")
@@ -361,7 +362,7 @@ def ready(stack: SupervisedStack, program: str) -> bool:
         return False
     if program.startswith("web:"):
         return stack.pid(program) in stack.listening_pids()
-    if program in ("worker", "secantusdb"):
+    if program in ("worker", DATABASE_PROGRAM):
         status, failed = stack.health()
         return status != 0 and ("celery" if program == "worker" else "mongodb") not in failed
     return True
@@ -369,6 +370,8 @@ def ready(stack: SupervisedStack, program: str) -> bool:
 
 def kill_row(stack: SupervisedStack, load: Load, program: str) -> Row:
     old = stack.pid(program)
+    if old <= 0:  # never os.kill(0): that is the bench's own process group
+        raise RuntimeError(f"{program} is not running ({stack.ctl('status', program)!r})")
     frames_before = load.frames
     probe = AnswerProbe(stack)
     os.kill(old, signal.SIGKILL)
@@ -391,6 +394,8 @@ def kill_row(stack: SupervisedStack, load: Load, program: str) -> Row:
 def all_web_row(stack: SupervisedStack, load: Load) -> Row:
     """Every web process killed at once (no sibling to serve): how long until the site answers again."""
     old = stack.web_pids()
+    if min(old) <= 0:
+        raise RuntimeError(f"not every web process runs: {old}")
     for pid in old:
         os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
@@ -437,7 +442,7 @@ def database_restart_row(stack: SupervisedStack, load: Load) -> Row:
 
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
-    row = kill_row(stack, load, "secantusdb")
+    row = kill_row(stack, load, DATABASE_PROGRAM)
     done.set()
     prober.join()
     failures = [(status, retry) for status, retry in answers if status != 200]
@@ -701,7 +706,7 @@ def faults_under_load(stack: SupervisedStack, quick: bool, app_redis: PrivateRed
     progress("faults: kill -9 every web process")
     rows.append(guarded("kill -9 all web processes", "restarted", lambda: all_web_row(stack, load)))
     if not quick:
-        progress("faults: kill -9 secantusdb")
+        progress(f"faults: kill -9 {DATABASE_PROGRAM}")
         rows.append(guarded("database killed", "restarted", lambda: database_restart_row(stack, load)))
     if not quick:
         progress("faults: a WebSocket client that never reads")
