@@ -1,6 +1,6 @@
 """The JSON API under open-loop load on the full stack, against a bare async django-ninja endpoint (issue 11).
 
-Every process of the Procfile runs (web: uvicorn, 2 workers; Celery worker and beat;
+Every process of the Procfile runs (web: 2 uvicorn processes sharing the port; Celery worker and beat;
 the market simulator; the tick persister) on the throwaway MongoDB and Redis of
 `make bench`, with DEBUG off and the real rate limit (100/minute per trader).
 An aiohttp generator on uvloop, in this process, sends requests at Poisson
@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import os
 import random
-import shlex
 import subprocess
 import sys
 import threading
@@ -52,6 +51,7 @@ from typing import Any
 import psutil
 
 from bench.common import BASE_DIR, percentile, progress, setup_django, table
+from trading.devstack import web_processes
 
 READ_TARGET_MS = 50.0
 ORDER_TARGET_MS = 150.0
@@ -75,12 +75,15 @@ READ_PATHS = [
 
 # --- the stack ----------------------------------------------------------------------------------
 def procfile_commands(port: int) -> dict[str, list[str]]:
-    """Every process of the Procfile, as `make run` starts them (so the bench measures what ships)."""
+    """Every process of the Procfile, as `make run` starts them (so the bench measures what ships): through
+    a shell that expands the variables, and the web server twice (`make run`'s formation on 2 cores)."""
     commands = {}
     for line in (BASE_DIR / "Procfile").read_text().splitlines():
         if ":" in line and not line.lstrip().startswith("#"):
             name, command = line.split(":", 1)
-            commands[name.strip()] = shlex.split(command.replace("$PORT", str(port)))
+            argv = ["/bin/sh", "-c", f"exec {command.strip()}"]
+            for number in range(web_processes() if name.strip() == "web" else 1):
+                commands[name.strip() if number == 0 else f"{name.strip()}_{number}"] = argv
     return commands
 
 
@@ -130,7 +133,7 @@ class CpuMeter:
         self.roles: dict[str, list[psutil.Process]] = {}
         for name, process in stack.processes.items():
             parent = psutil.Process(process.pid)
-            self.roles[name] = [parent, *parent.children(recursive=True)]
+            self.roles.setdefault(name.split("_")[0], []).extend([parent, *parent.children(recursive=True)])
         self.roles["load generator"] = [psutil.Process()]
         database = _listener(_port_of(os.environ.get("MONGODB_URI", "")))
         if database is not None:
@@ -599,7 +602,8 @@ def measure(*, quick: bool) -> tuple[str, list[str]]:
     body = (
         "## API under load (issue 11)\n\n"
         "Open loop: Poisson arrivals, latency from the scheduled send time, aiohttp on uvloop in the bench "
-        "process; the full Procfile stack running (uvicorn x2, Celery worker and beat, simulator at its default "
+        "process; the full Procfile stack running (uvicorn x2 sharing the port, Celery worker and beat, "
+        "simulator at its default "
         "tick rate, persister), DEBUG off, the real 100/minute rate limit, "
         f"{traders} traders' tokens round robin. Reads cycle through {', '.join(p.split('?')[0] for p in READ_PATHS)}; "
         "orders are market buys of one share by distinct traders. Each rate runs until one misses its target "

@@ -277,6 +277,17 @@ def stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # `kill`, `timeout`, a bench harness: stop as cleanly as after Ctrl-C
 
 
+def web_processes() -> int:
+    """How many web server processes share the port (WEB_PROCESSES; default one per core, at least two, so a
+    killed one never leaves the site without a server: docs/decisions/0006-process-supervision.md)."""
+    value = os.environ.get("WEB_PROCESSES", "")
+    if not value:
+        return max(2, os.cpu_count() or 1)
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"[stack] WEB_PROCESSES: expected a positive integer, got {value!r}")
+    return int(value)
+
+
 def run(procfile: str) -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     port = os.environ.setdefault("PORT", "8000")
@@ -289,7 +300,7 @@ def run(procfile: str) -> int:
             manage("migrate", "--database", "market", "--no-input", "-v", "0", env=env)  # first: see 0003_tickbucket
             manage("migrate", "--no-input", "-v", "0", env=env)
             manage("seed_demo", "--if-empty", env=env)
-            programs = procfile_programs(Path(procfile), log_dir=VAR_DIR / "log")
+            programs = procfile_programs(Path(procfile), log_dir=VAR_DIR / "log", formation={"web": web_processes()})
             supervisor.add(programs, directory=BASE_DIR, env={**stack.env, STOP_WITH_PARENT: "1"})
             say(f"Dashboard: http://127.0.0.1:{port}/   (log in as demo / demo)")
             say(f"Admin:     http://127.0.0.1:{port}/admin/   API docs: http://127.0.0.1:{port}/api/v1/docs")

@@ -438,6 +438,9 @@ FORWARDED_ALLOW_IPS = _read(
 # Where the public reaches this site: printed on invoices as the verification link.
 PUBLIC_URL = env.str("PUBLIC_URL", default=f"http://127.0.0.1:{PORT}")
 HEALTH_TIMEOUT_SECONDS = 1.5
+# The live feed closes a WebSocket whose socket took no frame for this long (apps/market/feed/hub.py):
+# a client that stopped reading costs its subscriptions only until then.
+WS_SEND_STALL_SECONDS = float(_decimal("WS_SEND_STALL_SECONDS", "10"))
 HEALTH_CACHE_SECONDS = _positive_int("HEALTH_CACHE_SECONDS", 5)  # /healthz reuses its checks this long
 
 # --- Monitoring access -----------------------------------------------------------

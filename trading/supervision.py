@@ -42,10 +42,12 @@ class Program:
     log: Path
     priority: int = APP_PRIORITY
     stop_signal: str = "TERM"
+    processes: int = 1  # more than one: supervisord's numprocs, named <name>_0, <name>_1 ...
 
 
-def procfile_programs(procfile: Path, *, log_dir: Path) -> list[Program]:
-    """The Procfile's processes (`name: command`, `$VAR` expanded by a shell), in file order."""
+def procfile_programs(procfile: Path, *, log_dir: Path, formation: dict[str, int] | None = None) -> list[Program]:
+    """The Procfile's processes (`name: command`, `$VAR` expanded by a shell), in file order; `formation`
+    says how many processes of a name to run (default one)."""
     programs: list[Program] = []
     for number, line in enumerate(procfile.read_text().splitlines(), start=1):
         line = line.strip()
@@ -55,7 +57,12 @@ def procfile_programs(procfile: Path, *, log_dir: Path) -> list[Program]:
         if not separator or not name.strip().isidentifier() or not command.strip():
             raise ValueError(f"{procfile}:{number}: expected 'name: command', got {line!r}")
         name = name.strip()
-        programs.append(Program(name, command.strip(), log_dir / f"{name}.log", APP_PRIORITY + len(programs)))
+        processes = (formation or {}).get(name, 1)
+        if processes < 1:
+            raise ValueError(f"{name}: at least one process, got {processes}")
+        programs.append(
+            Program(name, command.strip(), log_dir / f"{name}.log", APP_PRIORITY + len(programs), processes=processes)
+        )
     return programs
 
 
@@ -66,8 +73,13 @@ def _escape(value: str) -> str:
 def program_section(program: Program, *, directory: Path) -> str:
     # `sh -c 'exec ...'`: the shell expands $PORT and friends, then becomes the process (signals reach it).
     command = shlex.join(["/bin/sh", "-c", f"exec {program.command}"])
+    log = _escape(str(program.log))
+    several = ""
+    if program.processes > 1:  # each its own name and log: web_0, web_1 (var/log/web_0.log ...)
+        several = f"numprocs={program.processes}\nprocess_name=%(program_name)s_%(process_num)s\n"
+        log = _escape(str(program.log.with_name(program.log.stem))) + "_%(process_num)s" + program.log.suffix
     return f"""[program:{program.name}]
-command={_escape(command)}
+{several}command={_escape(command)}
 directory={_escape(str(directory))}
 priority={program.priority}
 autostart=true
@@ -79,7 +91,7 @@ stopwaitsecs={STOP_WAIT_SECONDS}
 stopasgroup=true
 killasgroup=true
 redirect_stderr=true
-stdout_logfile={_escape(str(program.log))}
+stdout_logfile={log}
 stdout_logfile_maxbytes=20MB
 stdout_logfile_backups=2
 """

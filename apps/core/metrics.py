@@ -33,6 +33,7 @@ WS_FRAMES = Counter("trading_ws_frames_total", "Frames sent to clients")
 WS_BYTES = Counter("trading_ws_bytes_total", "Bytes sent to clients")
 WS_CONFLATED = Counter("trading_ws_conflated_total", "Updates replaced by a newer one before sending")
 WS_ERRORS = Counter("trading_ws_errors_total", "Error frames sent to clients", ["code"])
+WS_STALLED_CLOSED = Counter("trading_ws_stalled_closed_total", "Connections closed for taking no frame in time")
 WS_BATCH_WINDOW = Gauge("trading_ws_batch_window_seconds", "Current batch window", multiprocess_mode="max")
 
 # --- API, cache, database ------------------------------------------------------------

@@ -31,6 +31,7 @@ TOKEN_SUBPROTOCOL_PREFIX = "bearer."  # noqa: S105 - a protocol name, not a secr
 BEARER_SUBPROTOCOL = "bearer"  # echoed when offered: a browser fails a handshake that selects none of its offers
 CLOSE_TOKEN_IN_URL = 4400
 CLOSE_UNKNOWN_TOKEN = 4401
+CLOSE_STALLED = 4408  # the socket took no frame for WS_SEND_STALL_SECONDS (the hub forgot it already)
 
 
 def offered_token(subprotocols: list[str]) -> str | None:
@@ -90,3 +91,6 @@ class MarketFeedConsumer(AsyncWebsocketConsumer):
     async def send_frame(self, text: str) -> None:
         """The hub's write path: straight to the server, skipping the consumer's message dispatch."""
         await self.base_send({"type": "websocket.send", "text": text})
+
+    async def close_stalled(self) -> None:
+        await self.close(code=CLOSE_STALLED)

@@ -184,6 +184,8 @@ def process_role(argv: Sequence[str]) -> str | None:
     program = Path(argv[0])
     if {"daphne", "uvicorn", "gunicorn"} & {program.name, program.parent.name, *words[:2]}:
         return "web"
+    if (program.parent.name, program.name) == ("trading", "serve.py") or "trading.serve" in words[:3]:
+        return "web"  # the Procfile's shared-port uvicorn (trading/serve.py)
     if "celery" in {program.name, program.parent.name, *words[:3]}:
         return "beat" if "beat" in words else "worker" if "worker" in words else None
     if program.name == "manage.py" and len(words) > 1:

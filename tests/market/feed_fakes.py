@@ -60,9 +60,13 @@ def run_virtual(coroutine: Coroutine[Any, Any, T]) -> T:
 class RecordingConnection:
     def __init__(self) -> None:
         self.frames: list[str] = []
+        self.closed_stalled = False
 
     async def send_frame(self, text: str) -> None:
         self.frames.append(text)
+
+    async def close_stalled(self) -> None:
+        self.closed_stalled = True
 
     def decoded(self) -> list[dict[str, Any]]:
         return [json.loads(frame) for frame in self.frames]

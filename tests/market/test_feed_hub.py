@@ -441,3 +441,49 @@ def test_a_reader_that_never_reads_holds_at_most_one_pending_update_per_subscrib
         await hub.close()
 
     asyncio.run(scenario())
+
+
+def test_a_connection_whose_socket_takes_nothing_for_the_stall_bound_is_forgotten_and_closed() -> None:
+    async def scenario() -> tuple[MarketHub, BlockedConnection, RecordingConnection, float]:
+        loop = asyncio.get_running_loop()
+        hub = MarketHub(FakeSource(), clock=loop.time, stall_seconds=10.0)
+        silent, reader = BlockedConnection(), RecordingConnection()
+        await hub.watch(silent, ["AAA", "BBB"])
+        await hub.watch(reader, ["AAA"])
+        hub.start()
+        started = loop.time()
+        price = 1.0
+        while hub.symbols_of(silent) and loop.time() - started < 60:
+            price += 1
+            hub.deliver("AAA", encoded_update("AAA", price))
+            hub.deliver("BBB", encoded_update("BBB", price))
+            await asyncio.sleep(0.05)
+        closed_after = loop.time() - started
+        await hub.close()
+        return hub, silent, reader, closed_after
+
+    hub, silent, reader, closed_after = run_virtual(scenario())
+    assert silent.closed_stalled and not reader.closed_stalled
+    assert 10.0 <= closed_after <= 10.0 + 2 * BASE_WINDOW_SECONDS  # the bound, not the keepalive's ~40 s
+    assert hub.subscribed_symbols == frozenset({"AAA"})  # BBB had no one else: unsubscribed at once
+    assert len(reader.frames) >= 100  # the reader was served every window throughout
+
+
+def test_a_slow_send_that_completes_within_the_stall_bound_keeps_the_connection() -> None:
+    async def scenario() -> tuple[BlockedConnection, MarketHub]:
+        loop = asyncio.get_running_loop()
+        hub = MarketHub(FakeSource(), clock=loop.time, stall_seconds=10.0)
+        slow = BlockedConnection()
+        await hub.watch(slow, ["AAA"])
+        hub.start()
+        hub.deliver("AAA", encoded_update("AAA", 1.0))
+        await asyncio.sleep(9.0)  # virtual: the send has waited 9 s of its 10
+        slow.release()
+        hub.deliver("AAA", encoded_update("AAA", 2.0))
+        await asyncio.sleep(1.0)
+        await hub.close()
+        return slow, hub
+
+    slow, hub = run_virtual(scenario())
+    assert not slow.closed_stalled and hub.symbols_of(slow) == frozenset({"AAA"})
+    assert [u["price"] for u in slow.updates()] == [1.0, 2.0]

@@ -1,6 +1,7 @@
 """Metrics: every kind of operation is measured, and /metrics shows every process' numbers."""
 
 import re
+import shlex
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -181,6 +182,7 @@ def test_real_queries_are_timed_by_the_registered_listener(db: None) -> None:
         (["/venv/bin/daphne", "-b", "127.0.0.1", "trading.asgi:application"], "web"),
         (["/venv/lib/python3.11/site-packages/daphne/__main__.py", "-p", "8000"], "web"),
         (["/venv/bin/uvicorn", "trading.asgi:application"], "web"),
+        (["/app/trading/serve.py", "--port", "8000", "trading.asgi:application"], "web"),
         (["/venv/bin/celery", "-A", "trading", "worker", "--concurrency", "2"], "worker"),
         (["/venv/bin/celery", "-A", "trading", "beat"], "beat"),
         (["manage.py", "run_market", "--seed", "7"], "market"),
@@ -193,6 +195,44 @@ def test_real_queries_are_timed_by_the_registered_listener(db: None) -> None:
 )
 def test_the_process_role_comes_from_the_command_line(argv: list[str], role: str | None) -> None:
     assert process_role(argv) == role
+
+
+def python_argv(command: str) -> list[str]:
+    """sys.argv of the Python process a Procfile command starts (`python -m pkg.mod` -> pkg/mod.py)."""
+    words = shlex.split(command)
+    if words[0] == "python":
+        words = words[1:]
+        if words[0] == "-m":
+            words = [str(BASE_DIR / (words[1].replace(".", "/") + ".py")), *words[2:]]
+    return words
+
+
+def test_every_procfile_process_has_a_role_so_it_samples_memory_and_sheds_under_pressure() -> None:
+    commands = dict(
+        line.split(":", 1) for line in (BASE_DIR / "Procfile").read_text().splitlines() if line.strip()[:1].isalpha()
+    )
+    roles = {name: process_role(python_argv(command.strip())) for name, command in commands.items()}
+    assert roles == {"web": "web", "worker": "worker", "beat": "beat", "market": "market", "persister": "persister"}
+
+
+def test_the_process_sampler_sheds_when_host_memory_reaches_the_alert_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from apps.core.pressure import register_shedder, unregister_shedder
+    from apps.monitoring import instrumentation
+
+    shed: list[int] = []
+    register_shedder("sampler-test", lambda: shed.append(1) or 1)
+    try:
+        sampler = ProcessSampler("test")
+        monkeypatch.setattr(instrumentation.psutil, "virtual_memory", lambda: SimpleNamespace(percent=84.9))
+        sampler.sample()
+        assert shed == []
+        monkeypatch.setattr(instrumentation.psutil, "virtual_memory", lambda: SimpleNamespace(percent=85.0))
+        sampler.sample()
+        assert shed == [1]
+    finally:
+        unregister_shedder("sampler-test")
 
 
 def test_the_process_sampler_sets_memory_and_cpu_for_this_process() -> None:

@@ -101,3 +101,51 @@ def test_a_killed_process_is_restarted_counted_and_one_stop_leaves_nothing_behin
     family = [second, *second.children()]
     supervisor.stop()
     assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_program_of_several_processes_names_each_and_gives_each_its_own_log(tmp_path: Path) -> None:
+    program = Program("web", "serve", tmp_path / "web.log", processes=2)
+    section = program_section(program, directory=tmp_path)
+    assert "numprocs=2" in section and "process_name=%(program_name)s_%(process_num)s" in section
+    assert f"stdout_logfile={tmp_path}/web_%(process_num)s.log" in section
+
+
+def answered_by(port: int) -> int:
+    """The pid of the process that answered one new connection (tests/trading/asgi_pid.py)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        return int(response.read())
+
+
+def listening_pids(port: int) -> set[int]:
+    return {
+        c.pid
+        for c in psutil.net_connections("tcp")
+        if c.laddr and c.laddr.port == port and c.status == "LISTEN" and c.pid
+    }
+
+
+def test_web_processes_share_one_port_and_a_killed_one_is_replaced_while_the_other_serves(
+    supervised: tuple[Supervisor, Path], tmp_path: Path
+) -> None:
+    from trading.devstack import free_port
+
+    supervisor, _ = supervised
+    port = free_port()
+    command = (
+        f"{sys.executable} -m trading.serve --host 127.0.0.1 --port {port} --lifespan off tests.trading.asgi_pid:app"
+    )
+    supervisor.add([Program("web", command, tmp_path / "web.log", processes=2)], directory=Path.cwd())
+    wait_until(lambda: len(listening_pids(port)) == 2)
+    first, second = supervised_pid(supervisor, "web:web_0"), supervised_pid(supervisor, "web:web_1")
+    assert listening_pids(port) == {first, second}
+    victim = psutil.Process(first)
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: not victim.is_running() or victim.status() == psutil.STATUS_ZOMBIE)  # its socket is gone
+    answers = [answered_by(port) for _ in range(20)]  # while web_0 is restarted: every connection is served
+    assert first not in answers
+    wait_until(lambda: supervised_pid(supervisor, "web:web_0") not in (0, first))
+    replacement = supervised_pid(supervisor, "web:web_0")
+    wait_until(lambda: listening_pids(port) == {replacement, second})
+    wait_until(lambda: {answered_by(port) for _ in range(10)} == {replacement, second})  # the kernel uses both

@@ -12,11 +12,17 @@ of updates and shared by every connection that needs that set.
 
 A slow client: while its previous send is still in flight it is skipped, and
 its pending state is the set of its symbols that changed since (at most its
-subscriptions), so it later gets the newest prices, never a queue; it is never
-disconnected for being slow, but it is told: the first frames it gets after
-some of its updates were replaced (or dropped by memory shedding) start with
-a `notice` frame (code `updates_conflated`), once per such episode. When a pass takes too long for its window the
-window widens (conflating harder) and the WS_BATCH_WINDOW gauge says so.
+subscriptions), so it later gets the newest prices, never a queue, and it is
+told: the first frames it gets after some of its updates were replaced (or
+dropped by memory shedding) start with a `notice` frame (code
+`updates_conflated`), once per such episode. What one costs is bounded: one
+pass's frames in flight (the server's write buffer holds 64 KiB before a send
+waits). A client whose socket takes nothing for `stall_seconds`
+(WS_SEND_STALL_SECONDS) is no reader at all: the hub forgets it and closes it
+(code 4408; a browser reconnects and resubscribes), instead of holding its
+subscriptions until the server's keepalive gives up (~40 s). When a pass takes
+too long for its window the window widens (conflating harder) and the
+WS_BATCH_WINDOW gauge says so.
 """
 
 from __future__ import annotations
@@ -29,8 +35,17 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from django.conf import settings
+
 from apps.core.clock import now_ms
-from apps.core.metrics import WS_BATCH_WINDOW, WS_BYTES, WS_CONFLATED, WS_FRAMES, WS_SUBSCRIPTIONS
+from apps.core.metrics import (
+    WS_BATCH_WINDOW,
+    WS_BYTES,
+    WS_CONFLATED,
+    WS_FRAMES,
+    WS_STALLED_CLOSED,
+    WS_SUBSCRIPTIONS,
+)
 from apps.core.pressure import register_shedder
 from apps.core.redis import async_redis_client
 from apps.market.feed.frames import notice_frame, update_frames
@@ -46,6 +61,7 @@ WIDEN_WHEN_PASS_EXCEEDS = 0.6
 NARROW_WHEN_PASS_BELOW = 0.3
 WINDOW_STEP = 1.5
 REDIS_RETRY_SECONDS = 1.0
+SEND_STALL_SECONDS = 10.0
 
 
 class SubscriptionUnavailable(Exception):
@@ -53,9 +69,11 @@ class SubscriptionUnavailable(Exception):
 
 
 class FeedConnection(Protocol):
-    """What the hub needs from a WebSocket: send one text frame."""
+    """What the hub needs from a WebSocket: send one text frame; close it when it stopped reading."""
 
     def send_frame(self, text: str) -> Awaitable[None]: ...
+
+    def close_stalled(self) -> Awaitable[None]: ...
 
 
 class SymbolSource(Protocol):
@@ -96,9 +114,16 @@ class PassStats:
 
 
 class MarketHub:
-    def __init__(self, source: SymbolSource, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        source: SymbolSource,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        stall_seconds: float = SEND_STALL_SECONDS,
+    ) -> None:
         self._source = source
         self._clock = clock
+        self.stall_seconds = stall_seconds
         self._watchers: dict[FeedConnection, _Watcher] = {}
         self._interest: dict[str, set[_Watcher]] = {}  # symbol -> connections wanting it
         self._latest: dict[str, str] = {}  # symbol -> its latest update, encoded by the publisher
@@ -263,8 +288,9 @@ class MarketHub:
         for frame in frames:
             await connection.send_frame(frame)
 
-    @staticmethod
-    async def _finish_send(watcher: _Watcher, sending: Coroutine[Any, Any, None], awaiting: Any) -> None:
+    async def _finish_send(self, watcher: _Watcher, sending: Coroutine[Any, Any, None], awaiting: Any) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stall_seconds
         try:
             while True:
                 if awaiting is None:
@@ -273,7 +299,12 @@ class MarketHub:
                     # The coroutine's own `await future` marked the future as blocking; a task clears that
                     # flag before waiting on it, and so must we (else: "await wasn't used with future").
                     awaiting._asyncio_future_blocking = False
-                    await asyncio.wait([awaiting])  # done or failed: the coroutine sees which when resumed
+                    # done or failed: the coroutine sees which when resumed
+                    done, _ = await asyncio.wait([awaiting], timeout=max(0.0, deadline - loop.time()))
+                    if not done:
+                        sending.close()  # its frames are in the server's buffer; only the wait is abandoned
+                        await self._close_stalled(watcher)
+                        return
                 try:
                     awaiting = sending.send(None)
                 except StopIteration:
@@ -285,6 +316,16 @@ class MarketHub:
             logger.debug("feed send failed", exc_info=True)
         finally:
             watcher.sending = False
+
+    async def _close_stalled(self, watcher: _Watcher) -> None:
+        """A socket that took no frame for `stall_seconds`: forget it (its subscriptions go now), then close it."""
+        WS_STALLED_CLOSED.inc()
+        logger.info("feed: a connection took no frame for %.0f s; closing it", self.stall_seconds)
+        await self.detach(watcher.connection)
+        try:
+            await watcher.connection.close_stalled()
+        except Exception:  # already closing or closed: nothing more to do
+            logger.debug("feed: closing a stalled connection failed", exc_info=True)
 
     def shed(self) -> int:
         """Memory pressure: slow connections drop their pending updates (each symbol's next tick brings its
@@ -380,7 +421,7 @@ def market_hub() -> MarketHub:
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None:
-        hub = MarketHub(RedisSymbolSource())
+        hub = MarketHub(RedisSymbolSource(), stall_seconds=settings.WS_SEND_STALL_SECONDS)
         hub.start()
         _hubs[loop] = hub
         register_shedder("feed_backlog", lambda: _shed_on_loop(loop, hub))
