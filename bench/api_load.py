@@ -37,8 +37,6 @@ import argparse
 import asyncio
 import os
 import random
-import shlex
-import subprocess
 import sys
 import threading
 import time
@@ -46,12 +44,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import psutil
-
-from bench.common import BASE_DIR, percentile, progress, setup_django, table
+from bench.common import (
+    CpuMeter,
+    Stack,
+    percentile,
+    progress,
+    seed_symbols,
+    setup_django,
+    table,
+    wait_for_quotes,
+)
 
 READ_TARGET_MS = 50.0
 ORDER_TARGET_MS = 150.0
@@ -62,8 +66,6 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 EXACT_RUNS = 100
 EXACT_HTTP_RUNS = 5
 CONCURRENT_ORDERS = 50
-LOG_DIR = BASE_DIR / "var" / "log"
-BENCH_SECRET = "bench-only-secret-key-not-for-production"
 READ_PATHS = [
     "/api/v1/me",
     "/api/v1/portfolio",
@@ -71,107 +73,6 @@ READ_PATHS = [
     "/api/v1/leaderboard?page_size=20",
     "/api/v1/orders?limit=20",
 ]
-
-
-# --- the stack ----------------------------------------------------------------------------------
-def procfile_commands(port: int) -> dict[str, list[str]]:
-    """Every process of the Procfile, as `make run` starts them (so the bench measures what ships)."""
-    commands = {}
-    for line in (BASE_DIR / "Procfile").read_text().splitlines():
-        if ":" in line and not line.lstrip().startswith("#"):
-            name, command = line.split(":", 1)
-            commands[name.strip()] = shlex.split(command.replace("$PORT", str(port)))
-    return commands
-
-
-@dataclass
-class Stack:
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, port: int) -> None:
-        from django.conf import settings
-
-        from trading.devstack import wait_for_port
-
-        env = {
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "MONGODB_NAME": settings.DATABASES["default"]["NAME"],
-            "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": BENCH_SECRET,
-            "LOG_LEVEL": "WARNING",
-            "BENCH_BASELINE_ENDPOINT": "1",
-            "API_RATE_LIMIT": "100/m",
-            "PORT": str(port),
-        }
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        for name, argv in procfile_commands(port).items():
-            with (LOG_DIR / f"bench-api-load-{name}.log").open("wb") as log:
-                self.processes[name] = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=log)
-        wait_for_port(port, process=self.processes["web"], what="the web server", timeout=60)
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-class CpuMeter:
-    """CPU seconds per role: our children (with their children), the database process, Redis' INFO, us."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.roles: dict[str, list[psutil.Process]] = {}
-        for name, process in stack.processes.items():
-            parent = psutil.Process(process.pid)
-            self.roles[name] = [parent, *parent.children(recursive=True)]
-        self.roles["load generator"] = [psutil.Process()]
-        database = _listener(_port_of(os.environ.get("MONGODB_URI", "")))
-        if database is not None:
-            self.roles["database"] = [database]
-
-    def sample(self) -> dict[str, float]:
-        seconds = {}
-        for role, processes in self.roles.items():
-            total = 0.0
-            for process in processes:
-                try:
-                    times = process.cpu_times()
-                    total += times.user + times.system
-                except psutil.NoSuchProcess:
-                    pass
-            seconds[role] = total
-        seconds["redis"] = _redis_cpu_seconds()
-        return seconds
-
-
-def _port_of(uri: str) -> int | None:
-    from urllib.parse import urlsplit
-
-    try:
-        return urlsplit(uri).port
-    except ValueError:
-        return None
-
-
-def _listener(port: int | None) -> psutil.Process | None:
-    if port is None:
-        return None
-    for connection in psutil.net_connections(kind="tcp"):
-        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
-            return psutil.Process(connection.pid)
-    return None
-
-
-def _redis_cpu_seconds() -> float:
-    from apps.core.redis import redis_client
-
-    info = redis_client().info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
 # --- the load generator ---------------------------------------------------------------------------
@@ -303,25 +204,6 @@ def seed_traders(count: int, cash: str) -> list[tuple[Any, str]]:
 
     run = os.urandom(3).hex()
     return [trader_create(username=f"load-{run}-{n}", cash=Decimal(cash)) for n in range(count)]
-
-
-def seed_symbols(count: int) -> list[str]:
-    from apps.market.models import Symbol
-    from apps.market.services import symbols_seed
-
-    for _ in symbols_seed(count=count):
-        pass
-    return list(Symbol.objects.order_by("ticker").values_list("ticker", flat=True)[:count])
-
-
-def wait_for_quotes(tickers: list[str], timeout: float = 60) -> None:
-    from apps.market.quotes import latest_prices
-
-    deadline = time.monotonic() + timeout
-    while len(latest_prices(tickers[:20])) < 20:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the simulator published no quotes")
-        time.sleep(0.2)
 
 
 def readers(tokens: list[str]) -> Request:
@@ -534,7 +416,7 @@ def measure(*, quick: bool) -> tuple[str, list[str]]:
     accounts = seed_traders(traders, "100000000")
     tokens = [token for _, token in accounts]
     port = free_port()
-    stack = Stack()
+    stack = Stack("api-load", {"BENCH_BASELINE_ENDPOINT": "1", "API_RATE_LIMIT": "100/m"})
     load_before = os.getloadavg()[0]
     verdicts = Verdicts()
     try:
