@@ -1,6 +1,6 @@
 """The JSON API under open-loop load on the full stack, against a bare async django-ninja endpoint (issue 11).
 
-Every process of the Procfile runs (web: 2 uvicorn processes sharing the port; Celery worker and beat;
+Every process of the Procfile runs (web: uvicorn, 2 workers; Celery worker and beat;
 the market simulator; the tick persister) on the throwaway MongoDB and Redis of
 `make bench`, with DEBUG off and the real rate limit (100/minute per trader).
 An aiohttp generator on uvloop, in this process, sends requests at Poisson
@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import os
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -45,13 +44,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import psutil
-
-from bench.common import BASE_DIR, percentile, progress, setup_django, table
-from trading.devstack import web_processes
+from bench.common import (
+    CpuMeter,
+    Stack,
+    percentile,
+    progress,
+    seed_symbols,
+    setup_django,
+    table,
+    wait_for_quotes,
+)
 
 READ_TARGET_MS = 50.0
 ORDER_TARGET_MS = 150.0
@@ -62,8 +66,6 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 EXACT_RUNS = 100
 EXACT_HTTP_RUNS = 5
 CONCURRENT_ORDERS = 50
-LOG_DIR = BASE_DIR / "var" / "log"
-BENCH_SECRET = "bench-only-secret-key-not-for-production"
 READ_PATHS = [
     "/api/v1/me",
     "/api/v1/portfolio",
@@ -71,112 +73,6 @@ READ_PATHS = [
     "/api/v1/leaderboard?page_size=20",
     "/api/v1/orders?limit=20",
 ]
-
-
-# --- the stack ----------------------------------------------------------------------------------
-def procfile_commands(port: int) -> dict[str, list[str]]:
-    """Every process of the Procfile, as `make run` starts them (so the bench measures what ships): through
-    a shell that expands the variables, and the web server twice (`make run`'s formation on 2 cores)."""
-    commands = {}
-    for line in (BASE_DIR / "Procfile").read_text().splitlines():
-        if ":" in line and not line.lstrip().startswith("#"):
-            name, command = line.split(":", 1)
-            argv = ["/bin/sh", "-c", f"exec {command.strip()}"]
-            for number in range(web_processes() if name.strip() == "web" else 1):
-                commands[name.strip() if number == 0 else f"{name.strip()}_{number}"] = argv
-    return commands
-
-
-@dataclass
-class Stack:
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, port: int) -> None:
-        from django.conf import settings
-
-        from trading.devstack import wait_for_port
-
-        env = {
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "MONGODB_NAME": settings.DATABASES["default"]["NAME"],
-            "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
-            "DJANGO_DEBUG": "0",
-            # Production settings, plain HTTP on 127.0.0.1: as behind a TLS-terminating proxy.
-            "DJANGO_SECURE_SSL_REDIRECT": "0",
-            "DJANGO_SECRET_KEY": BENCH_SECRET,
-            "LOG_LEVEL": "WARNING",
-            "BENCH_BASELINE_ENDPOINT": "1",
-            "API_RATE_LIMIT": "100/m",
-            "PORT": str(port),
-        }
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        for name, argv in procfile_commands(port).items():
-            with (LOG_DIR / f"bench-api-load-{name}.log").open("wb") as log:
-                self.processes[name] = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=log)
-        wait_for_port(port, process=self.processes["web"], what="the web server", timeout=60)
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-class CpuMeter:
-    """CPU seconds per role: our children (with their children), the database process, Redis' INFO, us."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.roles: dict[str, list[psutil.Process]] = {}
-        for name, process in stack.processes.items():
-            parent = psutil.Process(process.pid)
-            self.roles.setdefault(name.split("_")[0], []).extend([parent, *parent.children(recursive=True)])
-        self.roles["load generator"] = [psutil.Process()]
-        database = _listener(_port_of(os.environ.get("MONGODB_URI", "")))
-        if database is not None:
-            self.roles["database"] = [database]
-
-    def sample(self) -> dict[str, float]:
-        seconds = {}
-        for role, processes in self.roles.items():
-            total = 0.0
-            for process in processes:
-                try:
-                    times = process.cpu_times()
-                    total += times.user + times.system
-                except psutil.NoSuchProcess:
-                    pass
-            seconds[role] = total
-        seconds["redis"] = _redis_cpu_seconds()
-        return seconds
-
-
-def _port_of(uri: str) -> int | None:
-    from urllib.parse import urlsplit
-
-    try:
-        return urlsplit(uri).port
-    except ValueError:
-        return None
-
-
-def _listener(port: int | None) -> psutil.Process | None:
-    if port is None:
-        return None
-    for connection in psutil.net_connections(kind="tcp"):
-        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port and connection.pid:
-            return psutil.Process(connection.pid)
-    return None
-
-
-def _redis_cpu_seconds() -> float:
-    from apps.core.redis import redis_client
-
-    info = redis_client().info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
 # --- the load generator ---------------------------------------------------------------------------
@@ -308,25 +204,6 @@ def seed_traders(count: int, cash: str) -> list[tuple[Any, str]]:
 
     run = os.urandom(3).hex()
     return [trader_create(username=f"load-{run}-{n}", cash=Decimal(cash)) for n in range(count)]
-
-
-def seed_symbols(count: int) -> list[str]:
-    from apps.market.models import Symbol
-    from apps.market.services import symbols_seed
-
-    for _ in symbols_seed(count=count):
-        pass
-    return list(Symbol.objects.order_by("ticker").values_list("ticker", flat=True)[:count])
-
-
-def wait_for_quotes(tickers: list[str], timeout: float = 60) -> None:
-    from apps.market.quotes import latest_prices
-
-    deadline = time.monotonic() + timeout
-    while len(latest_prices(tickers[:20])) < 20:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the simulator published no quotes")
-        time.sleep(0.2)
 
 
 def readers(tokens: list[str]) -> Request:
@@ -539,7 +416,7 @@ def measure(*, quick: bool) -> tuple[str, list[str]]:
     accounts = seed_traders(traders, "100000000")
     tokens = [token for _, token in accounts]
     port = free_port()
-    stack = Stack()
+    stack = Stack("api-load", {"BENCH_BASELINE_ENDPOINT": "1", "API_RATE_LIMIT": "100/m"})
     load_before = os.getloadavg()[0]
     verdicts = Verdicts()
     try:
@@ -602,8 +479,7 @@ def measure(*, quick: bool) -> tuple[str, list[str]]:
     body = (
         "## API under load (issue 11)\n\n"
         "Open loop: Poisson arrivals, latency from the scheduled send time, aiohttp on uvloop in the bench "
-        "process; the full Procfile stack running (uvicorn x2 sharing the port, Celery worker and beat, "
-        "simulator at its default "
+        "process; the full Procfile stack running (uvicorn x2, Celery worker and beat, simulator at its default "
         "tick rate, persister), DEBUG off, the real 100/minute rate limit, "
         f"{traders} traders' tokens round robin. Reads cycle through {', '.join(p.split('?')[0] for p in READ_PATHS)}; "
         "orders are market buys of one share by distinct traders. Each rate runs until one misses its target "

@@ -29,6 +29,10 @@ from apps.market.feed.symbols import ticker_directory
 WITHOUT_CHANNEL_LAYER = "market-feed-without-layer"
 TOKEN_SUBPROTOCOL_PREFIX = "bearer."  # noqa: S105 - a protocol name, not a secret
 BEARER_SUBPROTOCOL = "bearer"  # echoed when offered: a browser fails a handshake that selects none of its offers
+# The ASGI server's own `send`, put in the scope by trading/asgi.py's SameSiteHandshake: the hub writes
+# every frame through it, below Channels' session middleware, whose `send` wrapper only ever acts on HTTP
+# responses but costs each WebSocket frame two lazy-session lookups (a fifth of the feed's send path).
+SERVER_SEND = "trading.server_send"
 CLOSE_TOKEN_IN_URL = 4400
 CLOSE_UNKNOWN_TOKEN = 4401
 CLOSE_STALLED = 4408  # the socket took no frame for WS_SEND_STALL_SECONDS (the hub forgot it already)
@@ -45,6 +49,7 @@ def offered_token(subprotocols: list[str]) -> str | None:
 class MarketFeedConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = WITHOUT_CHANNEL_LAYER
     session: FeedSession | None = None
+    _server_send: Any = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # A handler that raises ends the consumer without `disconnect`: forget the connection anyway, or the
@@ -66,6 +71,7 @@ class MarketFeedConsumer(AsyncWebsocketConsumer):
                 await self.close(code=CLOSE_UNKNOWN_TOKEN)
                 return
             self.scope["user"] = user
+        self._server_send = self.scope.get(SERVER_SEND, self.base_send)
         await self.accept(subprotocol=BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offers else None)
         self.session = FeedSession(hub=market_hub(), connection=self, tickers=ticker_directory())
         WS_CONNECTIONS.inc()
@@ -89,8 +95,8 @@ class MarketFeedConsumer(AsyncWebsocketConsumer):
             await session.end()
 
     async def send_frame(self, text: str) -> None:
-        """The hub's write path: straight to the server, skipping the consumer's message dispatch."""
-        await self.base_send({"type": "websocket.send", "text": text})
+        """The hub's write path: straight to the server, skipping the consumer's and the middleware's layers."""
+        await (self._server_send or self.base_send)({"type": "websocket.send", "text": text})
 
     async def close_stalled(self) -> None:
         await self.close(code=CLOSE_STALLED)

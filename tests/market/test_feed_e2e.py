@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 SERVERS = {
     "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "trading.asgi:application"],
     "uvicorn": ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--lifespan", "off",
+                "--ws", "websockets-sansio", "--ws-per-message-deflate", "false",
                 "--log-level", "warning", "trading.asgi:application"],  # as the Procfile serves it
 }  # fmt: skip
 

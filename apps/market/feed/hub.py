@@ -31,7 +31,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,11 +69,12 @@ class SubscriptionUnavailable(Exception):
 
 
 class FeedConnection(Protocol):
-    """What the hub needs from a WebSocket: send one text frame; close it when it stopped reading."""
+    """What the hub needs from a WebSocket: send one text frame (a coroutine: the hub drives it eagerly);
+    close it when it stopped reading."""
 
-    def send_frame(self, text: str) -> Awaitable[None]: ...
+    async def send_frame(self, text: str) -> None: ...
 
-    def close_stalled(self) -> Awaitable[None]: ...
+    async def close_stalled(self) -> None: ...
 
 
 class SymbolSource(Protocol):
@@ -225,7 +226,7 @@ class MarketHub:
             return stats
         self._batch_id += 1
         timestamp = now_ms()
-        encoded: dict[tuple[str, ...], list[str]] = {}
+        encoded: dict[tuple[str, ...], tuple[list[str], int]] = {}  # symbols -> frames, their bytes
         for watcher in due:
             if watcher.sending:
                 self._backlog.add(watcher)
@@ -235,14 +236,14 @@ class MarketHub:
                 continue
             symbols = tuple(sorted(watcher.dirty))
             watcher.dirty = set()
-            frames = encoded.get(symbols)
-            if frames is None:
+            shared = encoded.get(symbols)
+            if shared is None:
                 frames = update_frames([self._latest[s] for s in symbols], timestamp=timestamp, batch_id=self._batch_id)
-                encoded[symbols] = frames
-            frames = self._with_notice(watcher, frames, timestamp)
+                shared = encoded[symbols] = (frames, sum(map(len, frames)))
+            frames = self._with_notice(watcher, shared[0], timestamp)
             stats.connections += 1
             stats.frames += len(frames)
-            stats.bytes += sum(map(len, frames))
+            stats.bytes += shared[1] if frames is shared[0] else sum(map(len, frames))
             self._send(watcher, frames)
         WS_FRAMES.inc(stats.frames)
         WS_BYTES.inc(stats.bytes)
@@ -270,7 +271,9 @@ class MarketHub:
     def _send(self, watcher: _Watcher, frames: list[str]) -> None:
         """Send now if the socket takes the frames at once (the usual case); else finish in a task, skipping
         the connection in later passes meanwhile. What Python 3.12's eager tasks do, without a task per send."""
-        sending = self._send_frames(watcher.connection, frames)
+        connection = watcher.connection
+        # one frame (the usual case): the connection's own coroutine, no wrapper around it
+        sending = connection.send_frame(frames[0]) if len(frames) == 1 else self._send_frames(connection, frames)
         try:
             awaiting = sending.send(None)
         except StopIteration:
