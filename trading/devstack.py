@@ -168,7 +168,10 @@ def _start_secantus(stack: Stack, *, throwaway: bool, what: str, port: int, fold
         storage.mkdir(parents=True, exist_ok=True)
         log = VAR_DIR / "log" / f"{folder}.log"
     argv = [str(BIN_DIR / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--storage-path", str(storage), "--log-level", "WARNING"]
+    # Every commit reaches the disk before it is acknowledged: without it a kill -9 of the database lost
+    # an order it had already confirmed (bench/faults.py, database row). WiredTiger's log otherwise
+    # leaves commits in its in-process buffer for a background flush.
+    argv += ["--storage-path", str(storage), "--log-level", "WARNING", "--sync-on-commit"]
     process = stack.spawn(what, argv, log)
     wait_for_port(port, process=process, what=what)
     say(f"{what}: embedded SecantusDB on 127.0.0.1:{port} ({'throwaway' if throwaway else storage})")

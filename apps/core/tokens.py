@@ -17,10 +17,14 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from apps.core.cache import cached, invalidate, peek
+from apps.core.cache import cached, invalidate, peek, ttl_for
 from apps.core.models import ApiToken
 
 TOKEN_BYTES = 32
+# An unknown token's answer is cached briefly: repeats of one bad token cost no query, and a lookup
+# that found nothing while the database was coming back (seen in the fault bench's restart) is not
+# repeated as 401 for the whole TTL of a known token's context.
+UNKNOWN_TOKEN_TTL_SECONDS = 2
 PREFIX_LENGTH = 8
 TOKEN_MAX_LENGTH = 200
 CACHE_NAMESPACE = "tokens"
@@ -83,12 +87,16 @@ def _load_context(digest: str) -> dict[str, Any] | None:
     }
 
 
+def _context_ttl(found: dict[str, Any] | None) -> int:
+    return ttl_for(CACHE_NAMESPACE) if found is not None else UNKNOWN_TOKEN_TTL_SECONDS
+
+
 def token_context(raw: str) -> TokenContext | None:
     """The context of an active user's token, or None for an unknown, revoked or inactive one."""
     if not raw or len(raw) > TOKEN_MAX_LENGTH:
         return None
     digest = token_digest(raw)
-    found = cached(CACHE_NAMESPACE, digest, lambda: _load_context(digest))
+    found = cached(CACHE_NAMESPACE, digest, lambda: _load_context(digest), ttl=_context_ttl)
     return None if found is None else TokenContext(**found)
 
 

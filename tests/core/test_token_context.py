@@ -121,3 +121,23 @@ def test_deactivating_a_user_stops_their_cached_token_at_once(trader: Any) -> No
     user.is_active = False
     user.save()
     assert token_context(token) is None
+
+
+@pytest.mark.django_db
+def test_an_unknown_tokens_answer_is_cached_only_briefly_and_a_known_ones_for_the_tokens_ttl(trader: Any) -> None:
+    from django.conf import settings
+
+    from apps.core.cache import default_cache
+    from apps.core.redis import redis_client
+    from apps.core.tokens import UNKNOWN_TOKEN_TTL_SECONDS
+
+    cache = default_cache()
+    unknown = "no-such-token-" + "x" * 20
+    assert token_context(unknown) is None
+    ttl_ms = redis_client().pttl(cache._l2_key(f"{CACHE_NAMESPACE}:{token_digest(unknown)}"))
+    assert 0 < ttl_ms <= UNKNOWN_TOKEN_TTL_SECONDS * 1000  # a database that answered "none" mid-restart: 401 for 2 s
+
+    _, token = trader
+    assert token_context(token) is not None
+    ttl_ms = redis_client().pttl(cache._l2_key(f"{CACHE_NAMESPACE}:{token_digest(token)}"))
+    assert UNKNOWN_TOKEN_TTL_SECONDS * 1000 < ttl_ms <= settings.CACHE_TTLS[CACHE_NAMESPACE] * 1000
