@@ -5,13 +5,12 @@ import time
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
-from asgiref.testing import ApplicationCommunicator
 from pymongo import monitoring
 
 from apps.core.cache import TwoLayerCache
 from apps.core.models import ApiToken
 from apps.core.tokens import CACHE_NAMESPACE, token_context, token_digest
+from tests.asgi_client import asgi_get
 
 
 class ThreadCommands(monitoring.CommandListener):
@@ -34,33 +33,6 @@ class ThreadCommands(monitoring.CommandListener):
 
 COMMANDS = ThreadCommands()
 monitoring.register(COMMANDS)  # before the test client exists: applies to clients created later
-
-
-def asgi_get(path: str, token: str, host: bytes = b"127.0.0.1") -> tuple[int, dict[bytes, bytes], bytes]:
-    """One request through the project's ASGI application (admission, routing, the lean API stack)."""
-    from trading.asgi import application
-
-    async def call() -> tuple[int, dict[bytes, bytes], bytes]:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "headers": [(b"host", host), (b"authorization", f"Bearer {token}".encode())],
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 8000),
-        }
-        communicator = ApplicationCommunicator(application, scope)
-        await communicator.send_input({"type": "http.request", "body": b""})
-        start = await communicator.receive_output(5)
-        body = await communicator.receive_output(5)
-        return start["status"], {k.lower(): v for k, v in start["headers"]}, body["body"]
-
-    return async_to_sync(call)()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -8,46 +8,21 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
-from asgiref.testing import ApplicationCommunicator
 
 from apps.core.cache import default_cache
 from apps.leaderboard.services import leaderboard_rebuild
 from apps.market.api import SymbolListOut
 from apps.portfolio.selectors import account_key
 from apps.portfolio.services import place_order
+from tests.asgi_client import asgi_get
 from tests.portfolio.conftest import MONGO_COMMANDS, RoundTrips
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def asgi_get(path: str, token: str) -> tuple[int, bytes]:
-    """One GET through trading.asgi.application: admission, routing, the lean API stack, the view."""
-    from trading.asgi import application
-
-    route, _, query = path.partition("?")
-
-    async def call() -> tuple[int, bytes]:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": route,
-            "raw_path": route.encode(),
-            "query_string": query.encode(),
-            "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())],
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 8000),
-        }
-        communicator = ApplicationCommunicator(application, scope)
-        await communicator.send_input({"type": "http.request", "body": b""})
-        start = await communicator.receive_output(5)
-        body = await communicator.receive_output(5)
-        return start["status"], body["body"]
-
-    return async_to_sync(call)()
+def get(path: str, token: str) -> tuple[int, bytes]:
+    status, _headers, body = asgi_get(path, token)
+    return status, body
 
 
 # Redis round trips of a cached read: the rate limit's one pipeline, then what the read needs.
@@ -76,9 +51,9 @@ def test_a_cached_hot_read_makes_no_mongodb_call(
     listener = default_cache().listener
     listener.ensure_started()
     assert listener.wait_subscribed(5)  # L1 serves only while invalidations can reach it
-    assert asgi_get(path, active_trader)[0] == 200  # fills what the read caches
+    assert get(path, active_trader)[0] == 200  # fills what the read caches
     counted = round_trips(all_threads=True)
-    status, _ = asgi_get(path, active_trader)
+    status, _ = get(path, active_trader)
     MONGO_COMMANDS.enabled_for = None
     assert status == 200
     assert counted.mongo == []
@@ -88,12 +63,12 @@ def test_a_cached_hot_read_makes_no_mongodb_call(
 def test_a_read_whose_value_is_not_cached_is_served_from_mongodb_in_a_thread(active_trader: str, make_trader: Any):
     trader, token = make_trader("250.00")
     default_cache().invalidate("profiles", account_key(trader.user_id))
-    status, body = asgi_get("/api/v1/me", token)
+    status, body = get("/api/v1/me", token)
     assert status == 200 and json.loads(body)["cash"] == "250.00"
 
 
 def test_the_symbol_list_fast_answer_is_the_documented_shape(active_trader: str) -> None:
-    status, body = asgi_get("/api/v1/symbols?limit=3", active_trader)
+    status, body = get("/api/v1/symbols?limit=3", active_trader)
     page = SymbolListOut.model_validate_json(body)  # the route's response schema
     assert status == 200 and [s.ticker for s in page.data] == ["ACME", "BOLT", "HALT"]
     assert page.data[0].quote is not None and page.data[0].quote.price == 10.0
@@ -102,9 +77,9 @@ def test_the_symbol_list_fast_answer_is_the_documented_shape(active_trader: str)
 
 def test_a_new_order_shows_in_the_cached_order_list_at_once(active_trader: str, market: Any, make_trader: Any):
     trader, token = make_trader("1000.00")
-    assert json.loads(asgi_get("/api/v1/orders", token)[1])["data"] == []  # now cached: an empty list
+    assert json.loads(get("/api/v1/orders", token)[1])["data"] == []  # now cached: an empty list
     order = place_order(trader=trader, symbol="BOLT", side="buy", quantity=1).order
-    status, body = asgi_get("/api/v1/orders", token)
+    status, body = get("/api/v1/orders", token)
     assert status == 200 and [o["id"] for o in json.loads(body)["data"]] == [str(order.pk)]
 
 
@@ -114,6 +89,6 @@ def test_a_full_page_of_orders_says_whether_more_follow(market: Any, make_trader
     trader, token = make_trader("100000.00")
     for _ in range(ORDER_PAGE_MAX + 1):
         place_order(trader=trader, symbol="ACME", side="buy", quantity=1)
-    status, body = asgi_get(f"/api/v1/orders?limit={ORDER_PAGE_MAX}", token)
+    status, body = get(f"/api/v1/orders?limit={ORDER_PAGE_MAX}", token)
     page = json.loads(body)
     assert status == 200 and len(page["data"]) == ORDER_PAGE_MAX and page["nextCursor"] is not None
