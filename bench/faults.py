@@ -230,9 +230,11 @@ class SupervisedStack:
         script = (
             "from decimal import Decimal; import uuid; from apps.portfolio.services import trader_create\n"
             f"for _ in range({count}):\n"
-            "    print(trader_create(username='fault-' + uuid.uuid4().hex[:8], cash=Decimal('100000000'))[1])"
+            "    print('token', trader_create(username='fault-' + uuid.uuid4().hex[:8], cash=Decimal('100000000'))[1])"
         )
-        return self.manage("shell", "-c", script).split()
+        # Only the marked lines: start-up may print other lines (warnings) to stdout too.
+        lines = self.manage("shell", "-c", script).splitlines()
+        return [line.split()[1] for line in lines if line.startswith("token ")]
 
     def database(self) -> object:
         from pymongo import MongoClient
