@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.conf import settings
@@ -90,6 +90,13 @@ def test_the_l1_cache_is_emptied(db: None) -> None:
     assert cache.local.get("warm:key") is None
 
 
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "gave up waiting"
+        await asyncio.sleep(0)
+
+
 def test_the_hub_drops_the_pending_updates_of_slow_connections_and_keeps_serving() -> None:
     async def main() -> None:
         hub = MarketHub(FakeSource())
@@ -104,10 +111,12 @@ def test_the_hub_drops_the_pending_updates_of_slow_connections_and_keeps_serving
         assert hub.pending_updates() == 2
         assert hub.shed() == 2 and hub.pending_updates() == 0
         slow.release()
-        await asyncio.sleep(0.01)
+        await until(lambda: len(slow.frames) == 1 and not hub._watchers[slow].sending)
         hub.deliver("BBB", encoded_update("BBB", 3.0))  # the next tick brings the price back
         hub.flush()
-        await asyncio.sleep(0.01)
+        await until(lambda: len(slow.frames) == 3)
         assert [u["price"] for u in slow.updates()] == [1.0, 3.0]
+        assert slow.decoded()[1]["type"] == "notice"  # and it is told that two updates were dropped
+        assert " 2 update(s)" in slow.decoded()[1]["message"]
 
     asyncio.run(main())

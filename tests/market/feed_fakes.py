@@ -72,7 +72,7 @@ class RecordingConnection:
         return [json.loads(frame) for frame in self.frames]
 
     def updates(self) -> list[dict[str, Any]]:
-        return [update for frame in self.decoded() for update in frame["updates"]]
+        return [update for frame in self.decoded() if frame["type"] == "stock_updates" for update in frame["updates"]]
 
 
 class TimedConnection(RecordingConnection):
