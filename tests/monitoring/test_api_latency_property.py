@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from apps.monitoring.metrics import API_LATENCY
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
@@ -17,7 +18,6 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from apps.monitoring import middleware as middleware_module
-from apps.monitoring.metrics import API_LATENCY
 from apps.monitoring.middleware import RequestMetricsMiddleware
 from apps.monitoring.models import Alert, AlertRule
 from apps.monitoring.recorder import derived_figures
