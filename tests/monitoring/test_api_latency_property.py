@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from apps.monitoring.metrics import API_LATENCY
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from apps.core.metrics import API_LATENCY
 from apps.monitoring import middleware as middleware_module
 from apps.monitoring.middleware import RequestMetricsMiddleware
 from apps.monitoring.models import Alert, AlertRule
