@@ -2,10 +2,12 @@
 
 Two bounds, either of which refuses a request at once with 503 and `Retry-After`:
 - ADMISSION_MAX_IN_FLIGHT requests at once (requests waiting on a thread or the database);
-- ADMISSION_MAX_LAG_MS of event-loop lag. The hot reads run on the loop itself and finish
-  without yielding, so under overload few are ever "in flight": the queue is the loop's
-  own backlog. A probe asks to wake every LAG_PROBE_SECONDS and notes how late it woke
-  (a slowly decaying maximum); while that lag is over the bound, new requests are refused.
+- ADMISSION_MAX_LAG_MS of event-loop lag, sustained. The hot reads run on the loop itself
+  and finish without yielding, so under overload few are ever "in flight": the queue is
+  the loop's own backlog. A probe asks to wake every LAG_PROBE_SECONDS and notes how late
+  it woke; while LAG_STREAK probes in a row woke later than the bound, new requests are
+  refused. One slow callback (a cold first request, a collection) makes one late probe,
+  not an overload: the next probe is on time again.
 Under overload the excess is turned away in well under a millisecond of work instead of
 queueing until every request times out, and the requests that were admitted keep their
 latency. The request's MongoDB deadline (RequestMetricsMiddleware) starts inside Django,
@@ -30,7 +32,7 @@ AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RETRY_AFTER_SECONDS = 1
 LAG_PROBE_SECONDS = 0.005
-LAG_DECAY = 0.5  # per probe: a burst of lag fades within a few probes once the loop keeps up
+LAG_STREAK = 3  # late probes in a row that make an overload
 EXEMPT_PATHS = frozenset({"/healthz", "/metrics"})
 REFUSAL_BODY = json.dumps(
     {"detail": "The server is at capacity; retry shortly.", "code": "overloaded"}, separators=(",", ":")
@@ -38,26 +40,33 @@ REFUSAL_BODY = json.dumps(
 
 
 class LoopLag:
-    """How late this process' event loop runs callbacks, in seconds (a decaying maximum).
+    """Whether this process' event loop has been running callbacks later than `bound` seconds, for a while.
 
     A chain of `call_later` callbacks, not a task: nothing is left pending when a loop
     closes (tests run each request on a loop of its own). Started on first use per loop.
     """
 
-    def __init__(self, *, interval: float = LAG_PROBE_SECONDS) -> None:
+    def __init__(self, *, bound: float, interval: float = LAG_PROBE_SECONDS) -> None:
+        self.bound = bound
         self.interval = interval
-        self.seconds = 0.0
+        self.seconds = 0.0  # how late the last probe woke
+        self.streak = 0  # probes in a row that woke later than the bound
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def overloaded(self) -> bool:
+        return self.streak >= LAG_STREAK
 
     def ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
-            self._loop, self.seconds = loop, 0.0
+            self._loop, self.seconds, self.streak = loop, 0.0, 0
             loop.call_later(self.interval, self._probe, loop, loop.time() + self.interval)
 
     def _probe(self, loop: asyncio.AbstractEventLoop, expected: float) -> None:
         now = loop.time()
-        self.seconds = max(now - expected, self.seconds * LAG_DECAY)
+        self.seconds = now - expected
+        self.streak = self.streak + 1 if self.seconds > self.bound else 0
         if loop is self._loop:
             loop.call_later(self.interval, self._probe, loop, now + self.interval)
 
@@ -67,7 +76,7 @@ class AdmissionControl:
         self.app = app
         self.max_in_flight = max_in_flight
         self.max_lag = max_lag_ms / 1000  # 0: no lag bound
-        self.lag = lag or LoopLag()
+        self.lag = lag or LoopLag(bound=self.max_lag)
         self.in_flight = 0  # one event loop per process: no lock needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,7 +85,7 @@ class AdmissionControl:
             return
         if self.max_lag:
             self.lag.ensure_running()
-        if self.in_flight >= self.max_in_flight or (self.max_lag and self.lag.seconds > self.max_lag):
+        if self.in_flight >= self.max_in_flight or (self.max_lag and self.lag.overloaded):
             await self._refuse(scope, send)
             return
         self.in_flight += 1

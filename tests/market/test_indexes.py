@@ -135,7 +135,7 @@ def test_every_tick_query_path_uses_an_index(
     cutoff = START + timedelta(seconds=retention_back)
     BUCKET_COMMANDS.commands, BUCKET_COMMANDS.thread = [], threading.get_ident()
     try:
-        cursor = HistoryCursor(timestamp=int(at.timestamp() * 1000), tick_id=f"idx-{symbol}-000500")
+        cursor = HistoryCursor(int(at.timestamp() * 1000), f"idx-{symbol}-000500")  # (timestamp ms, tick id)
         stored_ticks_before(symbol=symbol, before=cursor, limit=limit)
         ticks_in_window(symbol=symbol, since=at - timedelta(seconds=width), until=at, limit=limit)
         latest_stored_tick(symbol)
