@@ -9,11 +9,7 @@ to ~4 MB). What bounds that: the server's keepalive (`--ws-ping-interval/--ws-pi
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +22,7 @@ import websockets
 from apps.core.redis import redis_client
 from apps.market.feed.publish import SymbolChannel
 from apps.market.models import Sector, Symbol
+from bench.faults import silent_client  # the fault bench's silent reader: one raw-socket client for both
 from tests.core.test_web_server import Server, web_server  # noqa: F401 - the fixture
 from tests.market.feed_fakes import encoded_update
 
@@ -35,31 +32,6 @@ SILENT_ONLY = [f"S{n:03d}" for n in range(30)]
 SHARED = [f"S{n:03d}" for n in range(30, 40)]
 READER_ONLY = [f"S{n:03d}" for n in range(40, 50)]
 SILENT_CLIENTS = 20
-
-
-def silent_client(port: int, symbols: list[str]) -> socket.socket:
-    """Handshake (offering compression, as browsers do), subscribe, then never read again."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a receiver that stopped: a tiny window
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /ws/market/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
-        ).encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert b" 101 " in head.split(b"\r\n")[0], head
-    payload = json.dumps({"type": "subscribe", "symbols": symbols}).encode()
-    mask = os.urandom(4)
-    masked = bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
-    length = struct.pack("!BH", 0x80 | 126, len(payload)) if len(payload) > 125 else bytes([0x80 | len(payload)])
-    sock.sendall(b"\x81" + length + mask + masked)
-    return sock
 
 
 def server_rss(pid: int) -> int:
