@@ -31,9 +31,7 @@ def problems(path: Path, relative: str) -> list[str]:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             length = (node.end_lineno or node.lineno) - node.lineno + 1
             if length > MAX_FUNCTION_LINES:
-                found.append(
-                    f"{relative}:{node.lineno}: {node.name} has {length} lines (at most {MAX_FUNCTION_LINES})"
-                )
+                found.append(f"{relative}:{node.lineno}: {node.name} has {length} lines (at most {MAX_FUNCTION_LINES})")
     return found
 
 

@@ -8,6 +8,6 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.core import (
-            cache,  # noqa: F401  registers the Redis eviction-policy check (Property 22)
+            redis,  # noqa: F401  registers the Redis eviction-policy check (Property 22)
             signals,  # noqa: F401  a revoked token is refused at once in every process
         )

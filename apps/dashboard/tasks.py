@@ -9,8 +9,8 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready
 
-from apps.core.cache import redis_memory_status, redis_policy_problem
 from apps.core.jobs import ReliableTask
+from apps.core.redis import redis_memory_status, redis_policy_problem
 from apps.dashboard.warmup import cache_warm
 
 logger = logging.getLogger(__name__)

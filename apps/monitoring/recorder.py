@@ -37,7 +37,7 @@ from apps.core.metrics import (
     REDIS_MAXMEMORY,
     REDIS_MEMORY,
 )
-from apps.core.redis import key, redis_client
+from apps.core.redis import key, redis_client, redis_memory_status
 from apps.monitoring import figures as fig
 from apps.monitoring.instrumentation import multiprocess_dir
 from apps.monitoring.models import Alert, MetricSample
@@ -98,8 +98,6 @@ def system_reading() -> tuple[dict[str, Any], Figures]:
 
 
 def redis_reading() -> Figures:
-    from apps.core.cache import redis_memory_status
-
     status = redis_memory_status()
     connections = int(redis_client().info("clients")["connected_clients"])
     REDIS_MEMORY.set(status.used_memory)

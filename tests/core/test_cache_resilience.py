@@ -24,16 +24,16 @@ from hypothesis import strategies as st
 
 from apps.analytics.models import AnalyticsState
 from apps.core import cache as cache_module
-from apps.core.cache import (
+from apps.core import redis as redis_module
+from apps.core.cache import TwoLayerCache, reset_default_cache
+from apps.core.metrics import CACHE_DEGRADED
+from apps.core.redis import (
     RedisMemoryStatus,
-    TwoLayerCache,
+    redis_client,
     redis_eviction_check,
     redis_memory_status,
     redis_policy_problem,
-    reset_default_cache,
 )
-from apps.core.metrics import CACHE_DEGRADED
-from apps.core.redis import redis_client
 from trading import devstack
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -257,7 +257,7 @@ def test_a_full_redis_evicts_only_cache_entries_and_keeps_ticks_and_jobs(
     server, cache = project_lru_cache
     server.flushall()
     server.config_resetstat()
-    assert server.config_get("maxmemory-policy")["maxmemory-policy"] == cache_module.EVICTION_POLICY
+    assert server.config_get("maxmemory-policy")["maxmemory-policy"] == redis_module.EVICTION_POLICY
     server.config_set("maxmemory", 0)  # the durable data first (an earlier example's limit must not refuse it)
     pipe = server.pipeline()
     stage_append(pipe, numbered_ticks(ticks, symbols=["AAA", "BBB"]))
@@ -306,14 +306,14 @@ def test_memory_status_reports_usage_against_maxmemory() -> None:
 
 
 def test_the_start_up_check_warns_about_a_non_lru_redis(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache_module, "redis_memory_status", lambda: RedisMemoryStatus(1, 0, "noeviction", None))
+    monkeypatch.setattr(redis_module, "redis_memory_status", lambda: RedisMemoryStatus(1, 0, "noeviction", None))
     [warning] = redis_eviction_check()
     assert warning.id == "core.W001"
     assert "noeviction" in warning.msg
-    monkeypatch.setattr(cache_module, "redis_memory_status", lambda: RedisMemoryStatus(1, 10, "allkeys-lru", 0.1))
+    monkeypatch.setattr(redis_module, "redis_memory_status", lambda: RedisMemoryStatus(1, 10, "allkeys-lru", 0.1))
     [warning] = redis_eviction_check()
     assert "durable" in warning.msg and "volatile-lru" in str(warning.hint)
-    monkeypatch.setattr(cache_module, "redis_memory_status", lambda: RedisMemoryStatus(1, 10, "volatile-lru", 0.1))
+    monkeypatch.setattr(redis_module, "redis_memory_status", lambda: RedisMemoryStatus(1, 10, "volatile-lru", 0.1))
     assert redis_eviction_check() == []
 
 
