@@ -1,8 +1,9 @@
 """The one backoff: exponential delays, capped, with optional jitter.
 
 Used by task retries (apps/core/jobs.py, Property 30), a trader's busy order retries
-(apps/portfolio/services.py) and the simulator's redelivery while Redis is down
-(apps/market/simulator.py).
+(apps/portfolio/services.py), the simulator's redelivery while Redis is down
+(apps/market/simulator.py) and the persister's retries while MongoDB or Redis fails
+(apps/market/persister.py).
 """
 
 import random

@@ -27,6 +27,7 @@ import redis
 from django.conf import settings
 from pymongo.errors import PyMongoError
 
+from apps.core.backoff import backoff_delay
 from apps.core.clock import now_ms as clock_now_ms
 from apps.core.metrics import (
     PERSISTER_BACKLOG,
@@ -176,7 +177,7 @@ class TickPersister:
         self._closed: list[Bucket] = []  # buckets to store, then acknowledge
         self._gone: list[bytes] = []  # entries whose data is gone: acknowledge only
         self._next_read = float("-inf")
-        self._backoff = self.BACKOFF_START
+        self._failures_in_a_row = 0  # the retry delay doubles with each (apps/core/backoff.py)
 
     def step(self) -> int:
         """One read-(store-acknowledge) cycle; return the ticks stored (0 when nothing closed or failing)."""
@@ -191,11 +192,12 @@ class TickPersister:
         except (PyMongoError, redis.RedisError) as error:
             self.stats.failures += 1
             kept = sum(len(bucket.ticks) for bucket in self._closed)
-            logger.warning("persister: %s; %s ticks kept, retrying in %.1f s", error, kept, self._backoff)
-            self.sleep(self._backoff)
-            self._backoff = min(self._backoff * 2, self.BACKOFF_MAX)
+            delay = backoff_delay(self._failures_in_a_row, base=self.BACKOFF_START, maximum=self.BACKOFF_MAX)
+            self._failures_in_a_row += 1
+            logger.warning("persister: %s; %s ticks kept, retrying in %.1f s", error, kept, delay)
+            self.sleep(delay)
             return 0
-        self._backoff = self.BACKOFF_START
+        self._failures_in_a_row = 0
         PERSISTER_BACKLOG.set(self.stats.backlog)
         ticks = [numbered for bucket in self._closed for numbered in bucket.ticks]
         if ticks:
