@@ -36,7 +36,7 @@ def _post_json(url: str, payload: dict[str, Any]) -> None:
     request = urllib.request.Request(  # noqa: S310
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
-    # Accepted bandit finding B310: ALERT_WEBHOOK_URL is checked to be http(s) at start-up (trading/settings.py).
+    # Accepted bandit finding B310: ALERT_WEBHOOK_URL is checked to be http(s) at start-up (trading/conf/monitoring.py).
     with urllib.request.urlopen(request, timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310  # nosec B310
         if not 200 <= response.status < 300:
             raise OSError(f"webhook answered {response.status}")

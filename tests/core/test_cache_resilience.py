@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -324,6 +325,8 @@ def load_settings(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
     """Execute trading/settings.py afresh with `environment` (what a process would start with)."""
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
+    for name in [name for name in sys.modules if name.startswith("trading.conf.")]:
+        monkeypatch.delitem(sys.modules, name)  # its parts read the environment afresh too
     spec = importlib.util.spec_from_file_location("settings_under_test", BASE_DIR / "trading" / "settings.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,0 +1,34 @@
+"""The market data engine: simulator -> Redis stream -> persister -> MongoDB tick buckets."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from trading.conf.env import env, non_negative_decimal, positive_int
+
+# --- Market data engine (simulator -> Redis stream -> persister -> MongoDB) ------------
+MARKET_TICK_RATE = positive_int("MARKET_TICK_RATE", 500)  # ticks per second over all symbols
+TICK_STREAM = env.str("TICK_STREAM", default="ticks")  # Redis stream name (under REDIS_KEY_PREFIX)
+# Property 9: past this many unstored ticks in the stream the simulator slows down.
+TICK_BACKLOG_LIMIT = positive_int("TICK_BACKLOG_LIMIT", 50_000)
+# Property 7: bulk inserts per second, however high the tick rate.
+PERSISTER_WRITES_PER_SECOND = positive_int("PERSISTER_WRITES_PER_SECOND", 10)
+if PERSISTER_WRITES_PER_SECOND > 10:
+    raise ImproperlyConfigured(
+        f"PERSISTER_WRITES_PER_SECOND: at most 10 (Property 7), got {PERSISTER_WRITES_PER_SECOND}"
+    )
+PERSISTER_BATCH_MAX = positive_int("PERSISTER_BATCH_MAX", 5_000)  # ticks per bulk insert
+PRICE_RING_SIZE = positive_int("PRICE_RING_SIZE", 1000)  # Property 21: recent points kept per symbol
+# Stored ticks: one document per symbol per time bucket (ADR 0005). A bucket closes at the end of its
+# window, at TICK_BUCKET_MAX_POINTS, or when the persister holds half the backlog limit.
+TICK_BUCKET_SECONDS = positive_int("TICK_BUCKET_SECONDS", 30)
+if TICK_BUCKET_SECONDS > 60:
+    raise ImproperlyConfigured(
+        f"TICK_BUCKET_SECONDS: at most 60 (history windows start at a minute), got {TICK_BUCKET_SECONDS}"
+    )
+TICK_BUCKET_MAX_POINTS = positive_int("TICK_BUCKET_MAX_POINTS", 200)
+if TICK_BUCKET_MAX_POINTS * 2 > PRICE_RING_SIZE:
+    raise ImproperlyConfigured(
+        "TICK_BUCKET_MAX_POINTS: at most half of PRICE_RING_SIZE (the ring must cover a bucket still open), "
+        f"got {TICK_BUCKET_MAX_POINTS}"
+    )
+# Seconds between stream reads: the persister wakes once per poll, not once per simulator batch.
+PERSISTER_POLL_SECONDS = float(non_negative_decimal("PERSISTER_POLL_SECONDS", "1"))
