@@ -27,10 +27,8 @@ function compareBy(key, direction) {
 export function startMarketPanel({ $, boot, naive, quotes, trends, store }, { resubscribe }) {
   const sectorSelect = $("sector");
   for (const sector of boot.sectors) sectorSelect.add(new Option(sector.label, sector.value));
-  let sort = { key: "symbol", direction: 1 };
-  let visible = [];
+  const view = { sort: { key: "symbol", direction: 1 }, visible: [] };
 
-  const watched = () => new Set(store.get("watchlist"));
   const table = new MarketTable({
     viewport: $("market-rows"),
     quotes,
@@ -38,41 +36,48 @@ export function startMarketPanel({ $, boot, naive, quotes, trends, store }, { re
     naive,
     isWatched: (symbol) => store.get("watchlist").includes(symbol),
     onOpen: (symbol) => store.set("selected", symbol),
-    onToggleWatch: toggleWatch,
+    onToggleWatch: (symbol) => toggleWatch(symbol, { store, table, resubscribe }),
     onRangeChange: (symbols) => {
-      visible = symbols;
+      view.visible = symbols;
       resubscribe();
     },
   });
+  const layOut = () => layOutRows({ $, quotes, store, table }, view);
+  listenToFilters($, view, layOut);
+  return { table, layOut, visibleSymbols: () => view.visible };
+}
 
-  function layOut() {
-    const search = $("search").value.trim().toLowerCase();
-    const sector = sectorSelect.value;
-    const only = $("watch-only").checked ? watched() : null;
-    const rows = [...quotes.values()].filter(
-      (q) =>
-        (!sector || q.sector === sector) &&
-        (!only || only.has(q.symbol)) &&
-        (!search || q.symbol.toLowerCase().includes(search) || q.name.toLowerCase().includes(search)),
-    );
-    rows.sort(compareBy(sort.key, sort.direction));
-    $("market-count").textContent = `(${rows.length})`;
-    table.setRows(rows.map((q) => q.symbol));
-    for (const button of document.querySelectorAll(".mt-head [data-sort]")) {
-      const active = button.dataset.sort === sort.key;
-      button.setAttribute("aria-sort", active ? (sort.direction > 0 ? "ascending" : "descending") : "none");
-    }
+// The rows the filters let through, in the chosen order; the headers say which order that is.
+function layOutRows({ $, quotes, store, table }, { sort }) {
+  const search = $("search").value.trim().toLowerCase();
+  const sector = $("sector").value;
+  const only = $("watch-only").checked ? new Set(store.get("watchlist")) : null;
+  const rows = [...quotes.values()].filter(
+    (q) =>
+      (!sector || q.sector === sector) &&
+      (!only || only.has(q.symbol)) &&
+      (!search || q.symbol.toLowerCase().includes(search) || q.name.toLowerCase().includes(search)),
+  );
+  rows.sort(compareBy(sort.key, sort.direction));
+  $("market-count").textContent = `(${rows.length})`;
+  table.setRows(rows.map((q) => q.symbol));
+  for (const button of document.querySelectorAll(".mt-head [data-sort]")) {
+    const active = button.dataset.sort === sort.key;
+    button.setAttribute("aria-sort", active ? (sort.direction > 0 ? "ascending" : "descending") : "none");
   }
+}
 
+function listenToFilters($, view, layOut) {
   document.querySelector(".mt-head").addEventListener("click", (event) => {
     const key = event.target.closest("[data-sort]")?.dataset.sort;
     if (!key) return;
     // Prices move the order all the time; the table keeps its order until the trader sorts again.
-    sort = { key, direction: sort.key === key ? -sort.direction : key === "symbol" || key === "name" ? 1 : -1 };
+    const { sort } = view;
+    view.sort = { key, direction: sort.key === key ? -sort.direction : key === "symbol" || key === "name" ? 1 : -1 };
     layOut();
   });
   $("search").addEventListener("input", debounce(layOut, 120));
-  sectorSelect.addEventListener("change", layOut);
+  $("sector").addEventListener("change", layOut);
   $("watch-only").addEventListener("change", layOut);
   document.addEventListener("keydown", (event) => {
     if (event.key === "/" && !event.target.closest("input, select, textarea")) {
@@ -80,15 +85,13 @@ export function startMarketPanel({ $, boot, naive, quotes, trends, store }, { re
       $("search").focus();
     }
   });
+}
 
-  function toggleWatch(symbol) {
-    const list = store.get("watchlist");
-    const next = list.includes(symbol) ? list.filter((s) => s !== symbol) : [...list, symbol];
-    localStorage.setItem(WATCHLIST_KEY, JSON.stringify(next));
-    store.set("watchlist", next);
-    table.refreshWatch(symbol);
-    resubscribe();
-  }
-
-  return { table, layOut, visibleSymbols: () => visible };
+function toggleWatch(symbol, { store, table, resubscribe }) {
+  const list = store.get("watchlist");
+  const next = list.includes(symbol) ? list.filter((s) => s !== symbol) : [...list, symbol];
+  localStorage.setItem(WATCHLIST_KEY, JSON.stringify(next));
+  store.set("watchlist", next);
+  table.refreshWatch(symbol);
+  resubscribe();
 }
