@@ -8,9 +8,10 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
-from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from apps.market.feed.frames import MAX_FRAME_BYTES, update_frames
@@ -80,41 +81,94 @@ def test_encoded_frames_are_what_the_websockets_library_itself_writes() -> None:
     assert encode_frames(['{"a":1}']) == Frame(Opcode.TEXT, b'{"a":1}').serialize(mask=False, extensions=[])
 
 
-def test_only_uvicorns_sansio_protocol_gets_the_direct_path() -> None:
-    protocol = WebSocketsSansIOProtocol.__new__(WebSocketsSansIOProtocol)  # the attributes the path reads
-    protocol.conn = ServerProtocol()
-    protocol.transport = object()
-    assert isinstance(direct_socket(protocol.send), DirectSocket)
+class LoopbackTransport(asyncio.Transport):
+    """What uvicorn's protocol writes, kept; `buffered` bytes still waiting for the kernel."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: list[bytes] = []
+        self.buffered = 0
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.data.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def close(self) -> None:
+        self.closing = True
+
+
+HANDSHAKE = (
+    b"GET /ws/market/ HTTP/1.1\r\nHost: testserver\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def test_on_a_real_uvicorn_connection_the_direct_path_writes_what_uvicorn_itself_writes() -> None:
+    """The real protocol class, built and handshaken as uvicorn does: the attributes the path reads exist, and
+    a direct write is byte for byte the server's own `websocket.send` of the same text."""
+    texts = update_frames([encoded_update(s, 2.5) for s in UNIVERSE[:3]], timestamp=1, batch_id=1)
+
+    async def scenario() -> tuple[list[bytes], list[bytes], list[int | None]]:
+        accepted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "websocket.accept"})
+            accepted.set_result(send)
+            await asyncio.Event().wait()
+
+        config = Config(app=app, ws="websockets-sansio", ws_per_message_deflate=False, ws_ping_interval=None)
+        config.load()
+        protocol = WebSocketsSansIOProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+        transport = LoopbackTransport()
+        protocol.connection_made(transport)
+        before = direct_socket(protocol.send)
+        assert before is not None
+        states = [before.buffered()]  # the handshake is not done yet
+        protocol.data_received(HANDSHAKE)
+        send = await asyncio.wait_for(accepted, 5)
+        socket = direct_socket(send)
+        assert socket is not None
+        transport.buffered = 7
+        states.append(socket.buffered())
+        transport.data.clear()
+        for text in texts:
+            await send({"type": "websocket.send", "text": text})
+        by_uvicorn = list(transport.data)
+        transport.data.clear()
+        socket.write(encode_frames(texts))
+        by_hub = list(transport.data)
+        await send({"type": "websocket.close", "code": 1000})
+        states.append(socket.buffered())  # close sent: no more frames
+        protocol.connection_lost(None)
+        for task in list(protocol.tasks):
+            task.cancel()
+        return by_uvicorn, by_hub, states
+
+    by_uvicorn, by_hub, states = asyncio.run(scenario())
+    assert b"".join(by_hub) == b"".join(by_uvicorn)
+    assert states == [None, 7, None]
+
+
+def test_only_uvicorns_sansio_protocol_gets_the_direct_path() -> None:
     async def other_send(message: dict[str, Any]) -> None: ...
 
     assert direct_socket(other_send) is None
     assert direct_socket(None) is None
-    protocol.conn = ServerProtocol(extensions=[])
+    protocol = WebSocketsSansIOProtocol.__new__(WebSocketsSansIOProtocol)
+    protocol.transport = LoopbackTransport()
+    protocol.conn = ServerProtocol()
+    assert isinstance(direct_socket(protocol.send), DirectSocket)
     protocol.conn.extensions = [object()]  # type: ignore[list-item]  # e.g. per-message-deflate negotiated
     assert direct_socket(protocol.send) is None
-
-
-def test_a_direct_socket_takes_frames_only_while_its_connection_is_open() -> None:
-    class Transport:
-        closing, size = False, 0
-
-        def is_closing(self) -> bool:
-            return self.closing
-
-        def get_write_buffer_size(self) -> int:
-            return self.size
-
-    protocol = WebSocketsSansIOProtocol.__new__(WebSocketsSansIOProtocol)
-    protocol.conn, protocol.transport = ServerProtocol(), Transport()
-    protocol.close_sent = protocol.disconnected = False
-    socket = DirectSocket(protocol)
-    assert socket.buffered() is None  # handshake not done
-    protocol.conn.state = State.OPEN
-    protocol.transport.size = 300
-    assert socket.buffered() == 300
-    protocol.close_sent = True
-    assert socket.buffered() is None
 
 
 @settings(max_examples=100, deadline=None)
