@@ -24,6 +24,7 @@ from apps.core.tokens import user_for_token
 from apps.market.feed.hub import market_hub
 from apps.market.feed.session import FeedSession
 from apps.market.feed.symbols import ticker_directory
+from apps.market.feed.wire import DirectSocket, direct_socket
 
 # No CHANNEL_LAYERS entry has this name, so Channels gives the consumer no layer (no channel, no receive task).
 WITHOUT_CHANNEL_LAYER = "market-feed-without-layer"
@@ -97,6 +98,10 @@ class MarketFeedConsumer(AsyncWebsocketConsumer):
     async def send_frame(self, text: str) -> None:
         """The hub's write path: straight to the server, skipping the consumer's and the middleware's layers."""
         await (self._server_send or self.base_send)({"type": "websocket.send", "text": text})
+
+    def direct_socket(self) -> DirectSocket | None:
+        """The hub's fast path: shared frames written straight to uvicorn's transport (feed/wire.py), if served so."""
+        return direct_socket(self._server_send)
 
     async def close_stalled(self) -> None:
         await self.close(code=CLOSE_STALLED)

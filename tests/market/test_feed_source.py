@@ -80,7 +80,7 @@ def test_the_source_delivers_the_ticks_of_subscribed_symbols_and_stops_after_uns
 
 
 def test_the_source_keeps_delivering_after_a_failed_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("apps.market.feed.hub.REDIS_RETRY_SECONDS", 0.01)
+    monkeypatch.setattr("apps.market.feed.source.REDIS_RETRY_SECONDS", 0.01)
 
     async def scenario() -> None:
         source = RedisSymbolSource()

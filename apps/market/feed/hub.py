@@ -10,19 +10,15 @@ with the latest update of each of its symbols that changed (Property 6),
 split at 1 024 bytes (Property 23). Frames are encoded once per distinct set
 of updates and shared by every connection that needs that set.
 
-A slow client: while its previous send is still in flight it is skipped, and
-its pending state is the set of its symbols that changed since (at most its
-subscriptions), so it later gets the newest prices, never a queue, and it is
-told: the first frames it gets after some of its updates were replaced (or
-dropped by memory shedding) start with a `notice` frame (code
-`updates_conflated`), once per such episode. What one costs is bounded: one
-pass's frames in flight (the server's write buffer holds 64 KiB before a send
-waits). A client whose socket takes nothing for `stall_seconds`
-(WS_SEND_STALL_SECONDS) is no reader at all: the hub forgets it and closes it
-(code 4408; a browser reconnects and resubscribes), instead of holding its
-subscriptions until the server's keepalive gives up (~40 s). When a pass takes
-too long for its window the window widens (conflating harder) and the
-WS_BATCH_WINDOW gauge says so.
+A slow client (`feed/sending.py`): while its previous frames are still in
+flight it is skipped, and its pending state is the set of its symbols that
+changed since (at most its subscriptions), so it later gets the newest prices,
+never a queue, and it is told: the first frames it gets after some of its
+updates were replaced (or dropped by memory shedding) start with a `notice`
+frame (code `updates_conflated`), once per such episode. A client whose socket
+takes nothing for `stall_seconds` (WS_SEND_STALL_SECONDS) is forgotten and
+closed (code 4408). When a pass takes too long for its window the window widens
+(conflating harder) and the WS_BATCH_WINDOW gauge says so.
 """
 
 from __future__ import annotations
@@ -31,25 +27,21 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
 from apps.core.clock import now_ms
-from apps.core.metrics import (
-    WS_BATCH_WINDOW,
-    WS_BYTES,
-    WS_CONFLATED,
-    WS_FRAMES,
-    WS_STALLED_CLOSED,
-    WS_SUBSCRIPTIONS,
-)
+from apps.core.metrics import WS_BATCH_WINDOW, WS_BYTES, WS_CONFLATED, WS_FRAMES, WS_SUBSCRIPTIONS
 from apps.core.pressure import register_shedder
-from apps.core.redis import async_redis_client
-from apps.market.feed.frames import notice_frame, update_frames
-from apps.market.feed.publish import SymbolChannel
+from apps.market.feed.frames import update_frames
+from apps.market.feed.sending import FeedConnection, Readiness, Sender, Watcher, new_watcher, with_notice
+from apps.market.feed.source import RedisSymbolSource, SymbolSource
+from apps.market.feed.wire import encode_frames
+
+__all__ = ["FeedConnection", "MarketHub", "RedisSymbolSource", "SubscriptionUnavailable", "market_hub"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,31 +52,11 @@ MAX_WINDOW_SECONDS = 1.0
 WIDEN_WHEN_PASS_EXCEEDS = 0.6
 NARROW_WHEN_PASS_BELOW = 0.3
 WINDOW_STEP = 1.5
-REDIS_RETRY_SECONDS = 1.0
 SEND_STALL_SECONDS = 10.0
 
 
 class SubscriptionUnavailable(Exception):
     """Redis did not take a subscription; the caller's request changed nothing."""
-
-
-class FeedConnection(Protocol):
-    """What the hub needs from a WebSocket: send one text frame (a coroutine: the hub drives it eagerly);
-    close it when it stopped reading."""
-
-    async def send_frame(self, text: str) -> None: ...
-
-    async def close_stalled(self) -> None: ...
-
-
-class SymbolSource(Protocol):
-    """Where updates come from: subscribe and unsubscribe symbols; `run` delivers updates until cancelled."""
-
-    async def subscribe(self, symbols: list[str]) -> None: ...
-
-    async def unsubscribe(self, symbols: list[str]) -> None: ...
-
-    async def run(self, deliver: Callable[[str, str], None]) -> None: ...
 
 
 def next_window(window: float, pass_seconds: float) -> float:
@@ -96,22 +68,28 @@ def next_window(window: float, pass_seconds: float) -> float:
     return window
 
 
-@dataclass(eq=False)
-class _Watcher:
-    connection: FeedConnection
-    symbols: set[str] = field(default_factory=set)
-    dirty: set[str] = field(default_factory=set)  # subscribed symbols changed since the last frame
-    sending: bool = False
-    conflated: int = 0  # its updates replaced by newer ones before they could be sent, since its last frames
-    told: bool = False  # the current episode of conflation was announced with a notice frame
-
-
 @dataclass
 class PassStats:
     connections: int = 0
     frames: int = 0
     bytes: int = 0
     skipped_busy: int = 0
+
+
+class _Encoded:
+    """One distinct set of updates of a pass: its frames, their size, and (on first need) their wire bytes."""
+
+    __slots__ = ("_wire", "frames", "size")
+
+    def __init__(self, frames: list[str]) -> None:
+        self.frames = frames
+        self.size = sum(map(len, frames))
+        self._wire: bytes | None = None
+
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = encode_frames(self.frames)
+        return self._wire
 
 
 class MarketHub:
@@ -124,20 +102,24 @@ class MarketHub:
     ) -> None:
         self._source = source
         self._clock = clock
-        self.stall_seconds = stall_seconds
-        self._watchers: dict[FeedConnection, _Watcher] = {}
-        self._interest: dict[str, set[_Watcher]] = {}  # symbol -> connections wanting it
+        self._watchers: dict[FeedConnection, Watcher] = {}
+        self._interest: dict[str, set[Watcher]] = {}  # symbol -> connections wanting it
         self._latest: dict[str, str] = {}  # symbol -> its latest update, encoded by the publisher
         self._changed: set[str] = set()  # symbols updated in the current window
-        self._backlog: set[_Watcher] = set()  # connections whose updates wait for a send to finish
+        self._backlog: set[Watcher] = set()  # connections whose updates wait for a send to finish
         self._conflated = 0
         self._batch_id = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._sender = Sender(clock=clock, stall_seconds=stall_seconds, forget=self.detach, tasks=self._tasks)
         self.window = BASE_WINDOW_SECONDS
+
+    @property
+    def stall_seconds(self) -> float:
+        return self._sender.stall_seconds
 
     # --- connections and their symbols -----------------------------------------------
     def attach(self, connection: FeedConnection) -> None:
-        self._watchers.setdefault(connection, _Watcher(connection))
+        self._watchers.setdefault(connection, new_watcher(connection))
 
     def symbols_of(self, connection: FeedConnection) -> frozenset[str]:
         watcher = self._watchers.get(connection)
@@ -147,7 +129,7 @@ class MarketHub:
         """Start sending `symbols` to `connection`; the first interest in a symbol subscribes it in Redis.
 
         If Redis refuses the subscription nothing is kept (SubscriptionUnavailable): no half-applied state."""
-        watcher = self._watchers.setdefault(connection, _Watcher(connection))
+        watcher = self._watchers.get(connection) or self._watchers.setdefault(connection, new_watcher(connection))
         added = [s for s in dict.fromkeys(symbols) if s not in watcher.symbols]
         first_interest = [s for s in added if not self._interest.get(s)]
         for symbol in added:
@@ -209,11 +191,55 @@ class MarketHub:
         self._latest[symbol] = update
 
     def flush(self) -> PassStats:
-        """One send pass: every connection with changed symbols gets its frames, unless its last send is in flight."""
+        """One send pass: every connection with changed symbols gets its frames, unless its last ones are still
+        in flight (then it keeps them pending, each symbol's latest update only, for a later pass)."""
         stats = PassStats()
+        due = self._due()
+        if not due:
+            return stats
+        self._batch_id += 1
+        timestamp = now_ms()
+        encoded: dict[tuple[str, ...], _Encoded] = {}  # one per distinct set of updates
+        readiness, ready = self._sender.readiness, Readiness.READY
+        for watcher in due:
+            if not watcher.dirty:
+                continue
+            state = readiness(watcher)
+            if state is not ready:
+                if state is Readiness.BUSY:
+                    self._backlog.add(watcher)
+                    stats.skipped_busy += 1
+                else:
+                    watcher.dirty.clear()  # closing: its consumer detaches it
+                continue
+            symbols = tuple(sorted(watcher.dirty))
+            watcher.dirty = set()
+            shared = encoded.get(symbols)
+            if shared is None:
+                latest = self._latest
+                shared = encoded[symbols] = _Encoded(
+                    update_frames([latest[s] for s in symbols], timestamp=timestamp, batch_id=self._batch_id)
+                )
+            frames = with_notice(watcher, shared.frames, timestamp)
+            stats.connections += 1
+            stats.frames += len(frames)
+            if frames is shared.frames:
+                stats.bytes += shared.size
+                self._sender.send(watcher, frames, shared.wire)
+            else:
+                stats.bytes += sum(map(len, frames))
+                self._sender.send(watcher, frames, lambda frames=frames: encode_frames(frames))  # type: ignore[misc]
+        WS_FRAMES.inc(stats.frames)
+        WS_BYTES.inc(stats.bytes)
+        if self._conflated:
+            WS_CONFLATED.inc(self._conflated)
+            self._conflated = 0
+        return stats
+
+    def _due(self) -> set[Watcher]:
+        """The connections to visit this pass: those with symbols changed in the window, and the backlog."""
         changed, self._changed = self._changed, set()
-        due = self._backlog
-        self._backlog = set()
+        due, self._backlog = self._backlog, set()
         for symbol in changed:
             for watcher in self._interest.get(symbol, ()):
                 if symbol in watcher.dirty:
@@ -222,113 +248,7 @@ class MarketHub:
                 else:
                     watcher.dirty.add(symbol)
                 due.add(watcher)
-        if not due:
-            return stats
-        self._batch_id += 1
-        timestamp = now_ms()
-        encoded: dict[tuple[str, ...], tuple[list[str], int]] = {}  # symbols -> frames, their bytes
-        for watcher in due:
-            if watcher.sending:
-                self._backlog.add(watcher)
-                stats.skipped_busy += 1
-                continue
-            if not watcher.dirty:
-                continue
-            symbols = tuple(sorted(watcher.dirty))
-            watcher.dirty = set()
-            shared = encoded.get(symbols)
-            if shared is None:
-                frames = update_frames([self._latest[s] for s in symbols], timestamp=timestamp, batch_id=self._batch_id)
-                shared = encoded[symbols] = (frames, sum(map(len, frames)))
-            frames = self._with_notice(watcher, shared[0], timestamp)
-            stats.connections += 1
-            stats.frames += len(frames)
-            stats.bytes += shared[1] if frames is shared[0] else sum(map(len, frames))
-            self._send(watcher, frames)
-        WS_FRAMES.inc(stats.frames)
-        WS_BYTES.inc(stats.bytes)
-        if self._conflated:
-            WS_CONFLATED.inc(self._conflated)
-            self._conflated = 0
-        return stats
-
-    @staticmethod
-    def _with_notice(watcher: _Watcher, frames: list[str], timestamp: int) -> list[str]:
-        """The frames, led by a notice when this connection's updates started being conflated (once an episode)."""
-        conflated, watcher.conflated = watcher.conflated, 0
-        if not conflated:
-            watcher.told = False  # it kept up: the next episode is announced again
-            return frames
-        if watcher.told:
-            return frames
-        watcher.told = True
-        message = (
-            f"your connection is behind the feed: {conflated} update(s) were replaced by newer prices; "
-            "you receive the latest price of each symbol"
-        )
-        return [notice_frame("updates_conflated", message, timestamp=timestamp), *frames]
-
-    def _send(self, watcher: _Watcher, frames: list[str]) -> None:
-        """Send now if the socket takes the frames at once (the usual case); else finish in a task, skipping
-        the connection in later passes meanwhile. What Python 3.12's eager tasks do, without a task per send."""
-        connection = watcher.connection
-        # one frame (the usual case): the connection's own coroutine, no wrapper around it
-        sending = connection.send_frame(frames[0]) if len(frames) == 1 else self._send_frames(connection, frames)
-        try:
-            awaiting = sending.send(None)
-        except StopIteration:
-            return
-        except Exception:  # the connection is closing; its consumer detaches it
-            logger.debug("feed send failed", exc_info=True)
-            return
-        watcher.sending = True
-        task = asyncio.ensure_future(self._finish_send(watcher, sending, awaiting))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _send_frames(connection: FeedConnection, frames: list[str]) -> None:
-        for frame in frames:
-            await connection.send_frame(frame)
-
-    async def _finish_send(self, watcher: _Watcher, sending: Coroutine[Any, Any, None], awaiting: Any) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.stall_seconds
-        try:
-            while True:
-                if awaiting is None:
-                    await asyncio.sleep(0)  # a bare yield: the coroutine asked to be rescheduled
-                else:
-                    # The coroutine's own `await future` marked the future as blocking; a task clears that
-                    # flag before waiting on it, and so must we (else: "await wasn't used with future").
-                    awaiting._asyncio_future_blocking = False
-                    # done or failed: the coroutine sees which when resumed
-                    done, _ = await asyncio.wait([awaiting], timeout=max(0.0, deadline - loop.time()))
-                    if not done:
-                        sending.close()  # its frames are in the server's buffer; only the wait is abandoned
-                        await self._close_stalled(watcher)
-                        return
-                try:
-                    awaiting = sending.send(None)
-                except StopIteration:
-                    return
-        except asyncio.CancelledError:
-            sending.close()
-            raise
-        except Exception:
-            logger.debug("feed send failed", exc_info=True)
-        finally:
-            watcher.sending = False
-
-    async def _close_stalled(self, watcher: _Watcher) -> None:
-        """A socket that took no frame for `stall_seconds`: forget it (its subscriptions go now), then close it."""
-        WS_STALLED_CLOSED.inc()
-        logger.info("feed: a connection took no frame for %.0f s; closing it", self.stall_seconds)
-        await self.detach(watcher.connection)
-        try:
-            await watcher.connection.close_stalled()
-        except Exception:  # already closing or closed: nothing more to do
-            logger.debug("feed: closing a stalled connection failed", exc_info=True)
+        return due
 
     def shed(self) -> int:
         """Memory pressure: slow connections drop their pending updates (each symbol's next tick brings its
@@ -373,47 +293,6 @@ class MarketHub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-class RedisSymbolSource:
-    """Updates from the Redis pub/sub channels `stage_publish` publishes on: one subscription per symbol,
-    all on one connection of the process's bounded pool (Property 8)."""
-
-    def __init__(self) -> None:
-        self._client = async_redis_client()
-        self._pubsub = self._client.pubsub()
-        self._prefix = SymbolChannel.name("")
-        self._subscribed = asyncio.Event()
-        # One command at a time: concurrent first commands would each take a pool connection for the one
-        # pub/sub connection (and exhaust the pool), and a subscribe must not overtake an earlier unsubscribe.
-        self._commands = asyncio.Lock()
-
-    async def subscribe(self, symbols: list[str]) -> None:
-        async with self._commands:
-            await self._pubsub.subscribe(*(SymbolChannel.name(s) for s in symbols))
-        self._subscribed.set()
-
-    async def unsubscribe(self, symbols: list[str]) -> None:
-        async with self._commands:
-            await self._pubsub.unsubscribe(*(SymbolChannel.name(s) for s in symbols))
-
-    async def run(self, deliver: Callable[[str, str], None]) -> None:
-        prefix_length = len(self._prefix)
-        try:
-            while True:
-                await self._subscribed.wait()
-                try:
-                    message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                except Exception:  # a lost connection, or anything else: the feed must outlive it
-                    # redis-py reconnects and resubscribes every channel on the next read
-                    logger.warning("feed: reading Redis pub/sub failed; retrying", exc_info=True)
-                    await asyncio.sleep(REDIS_RETRY_SECONDS)
-                    continue
-                if message is not None and message["type"] == "message":
-                    deliver(message["channel"].decode()[prefix_length:], message["data"].decode())
-        finally:
-            await self._pubsub.aclose()
-            await self._client.aclose()
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MarketHub] = weakref.WeakKeyDictionary()
