@@ -18,6 +18,7 @@ from apps.core.clock import epoch_ms, moment
 from apps.core.cursor import KeysetCursor
 from apps.core.metrics import ORDERS
 from apps.core.schemas import InputSchema
+from apps.core.threads import in_pool
 from apps.portfolio.invoices import invoice_verify
 from apps.portfolio.models import Invoice, Order, Trader
 from apps.portfolio.schemas import OrderOut, PortfolioOut, trade_fields
@@ -28,7 +29,7 @@ from apps.portfolio.selectors import (
     order_list,
     portfolio_of,
     recent_orders,
-    trader_of,
+    trader_ref,
 )
 from apps.portfolio.services import CLIENT_ORDER_ID_MAX, QUANTITY_MAX, OrderRejected, place_order
 
@@ -92,7 +93,7 @@ class VerificationOut(Schema):
 
 
 def _trader(request: HttpRequest) -> Trader:
-    return trader_of(cast(User, request.user))  # the API's auth guarantees a real user
+    return trader_ref(cast(User, request.user))  # the API's auth guarantees a real user
 
 
 def _not_found(what: str) -> Status[Any]:
@@ -115,9 +116,15 @@ def _after(cursor: str) -> tuple[datetime, ObjectId]:
 @router.post(
     "/orders",
     response={200: OrderOut, 201: OrderOut, 409: ErrorOut, 422: ErrorOut, 503: ErrorOut},
+    auth=ASYNC_API_AUTH,
     summary="Place a market order (exactly once per client_order_id)",
 )
-def order_create(request: HttpRequest, payload: OrderIn) -> Status[Any]:
+async def order_create(request: HttpRequest, payload: OrderIn) -> Status[Any]:
+    # On the API's work threads: orders of one process wait on MongoDB side by side (apps/core/threads.py).
+    return await in_pool(_order_create)(request, payload)
+
+
+def _order_create(request: HttpRequest, payload: OrderIn) -> Status[Any]:
     try:
         result = place_order(trader=_trader(request), **payload.dict())
     except OrderRejected as rejection:
@@ -152,7 +159,7 @@ async def order_index(request: HttpRequest, filters: Query[OrderFilters]) -> Sta
 
 
 def _filtered_orders(user: User, **filters: Any) -> list[Order]:
-    return order_list(trader=trader_of(user), **filters)
+    return order_list(trader=trader_ref(user), **filters)
 
 
 @router.get("/orders/{order_id}", response={200: OrderOut, 404: ErrorOut}, summary="One of your orders")

@@ -10,13 +10,14 @@ from django.dispatch import receiver
 
 from apps.core.cache import invalidate_after_commit
 from apps.portfolio.models import Holding, Order, Trader
-from apps.portfolio.selectors import account_key, recent_orders_key
+from apps.portfolio.selectors import account_key, recent_orders_key, trader_key
 
 
 @receiver([post_save, post_delete], sender=Trader)
 def trader_changed(instance: Trader, **kwargs: Any) -> None:
     invalidate_after_commit("profiles", account_key(instance.user_id))
     invalidate_after_commit("profiles", recent_orders_key(instance.user_id))
+    invalidate_after_commit("profiles", trader_key(instance.user_id))
 
 
 @receiver([post_save, post_delete], sender=Order)

@@ -3,18 +3,21 @@ Redis round trips, through the project's real ASGI application; a miss is served
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 
 from apps.core.cache import default_cache
 from apps.leaderboard.services import leaderboard_rebuild
 from apps.market.api import SymbolListOut
 from apps.portfolio.selectors import account_key
 from apps.portfolio.services import place_order
-from tests.asgi_client import asgi_get
+from tests.asgi_client import asgi_get, asgi_post, asgi_request
 from tests.portfolio.conftest import MONGO_COMMANDS, RoundTrips
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,3 +95,50 @@ def test_a_full_page_of_orders_says_whether_more_follow(market: Any, make_trader
     status, body = get(f"/api/v1/orders?limit={ORDER_PAGE_MAX}", token)
     page = json.loads(body)
     assert status == 200 and len(page["data"]) == ORDER_PAGE_MAX and page["nextCursor"] is not None
+
+
+def buy(symbol: str, quantity: int = 1) -> dict[str, Any]:
+    return {"symbol": symbol, "side": "buy", "quantity": quantity}
+
+
+def test_an_order_over_the_api_sends_mongodb_its_transaction_alone(
+    active_trader: str, round_trips: Callable[..., RoundTrips]
+) -> None:
+    """The order before it dropped the cached account; the next order needs only the trader's id (cached
+    apart), so MongoDB sees the transaction's four writes and the commit, no account reload."""
+    assert asgi_post("/api/v1/orders", active_trader, buy("ACME"))[0] == 201
+    counted = round_trips(all_threads=True)
+    status, _headers, _body = asgi_post("/api/v1/orders", active_trader, buy("ACME"))
+    MONGO_COMMANDS.enabled_for = None
+    assert status == 201
+    assert counted.mongo == ["insert", "findAndModify", "update", "insert", "commitTransaction"]
+
+
+def test_orders_in_one_process_run_side_by_side(
+    active_trader: str, make_trader: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two orders of one server process are inside the order service at the same time (on the API's work
+    threads), not one after the other on Django's single sync-view thread: each waits at a barrier for the
+    other, which a serial execution could never pass."""
+    from apps.portfolio import api
+
+    both_inside = threading.Barrier(2, timeout=10)
+    real = api.place_order
+
+    def meet_then_place(**order: Any) -> Any:
+        both_inside.wait()
+        return real(**order)
+
+    monkeypatch.setattr(api, "place_order", meet_then_place)
+    _trader, other = make_trader("1000.00")
+
+    async def together() -> list[tuple[int, dict[bytes, bytes], bytes]]:
+        return list(
+            await asyncio.gather(
+                asgi_request("POST", "/api/v1/orders", active_trader, buy("ACME")),
+                asgi_request("POST", "/api/v1/orders", other, buy("ACME")),
+            )
+        )
+
+    answers = async_to_sync(together)()
+    assert [status for status, _, _ in answers] == [201, 201], answers
