@@ -1,8 +1,10 @@
 """Property 8 under load: the project's Redis pools open between 5 and 20 connections and serve everyone.
 
 Each simulated user holds a pool connection in a blocking read (BLPOP) until the test releases it, so the
-number of connections open at once is known, not hoped for: the test waits until the pool is saturated,
-reads its state, then answers every reader from a connection of its own.
+number of connections open at once is known, not hoped for. The order is fixed by conditions, never by time:
+the first users take every connection the pool will open; only then do the users beyond the pool's size ask
+for one (the test sees each of them enter the pool's wait while no connection is free), and only then are the
+holders answered, from a connection of the test's own, so each waiting user gets a freed connection.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -24,13 +27,14 @@ from apps.core.redis import redis_client
 WAIT_SECONDS = 10.0
 
 
-def open_connections(pool: redis.BlockingConnectionPool) -> int:
-    return len(pool._connections)
+def idle_connections(pool: redis.BlockingConnectionPool) -> int:
+    # under the queue's own lock: users take and return connections from other threads meanwhile
+    with pool.pool.mutex:
+        return sum(1 for connection in pool.pool.queue if connection is not None)
 
 
 def connections_in_use(pool: redis.BlockingConnectionPool) -> int:
-    idle = {connection for connection in pool.pool.queue if connection is not None}
-    return len(pool._connections) - len(idle)
+    return len(pool._connections) - idle_connections(pool)
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -38,7 +42,24 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting: {what}")
-        time.sleep(0.001)
+        time.sleep(0.001)  # polling a condition, not standing in for one
+
+
+class CountingQueue:
+    """The pool's own queue, counting the callers that asked it for a connection (behaviour unchanged)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.asked = 0
+        self.lock = threading.Lock()
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            self.asked += 1
+        return self.inner.get(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def saturate(client: redis.Redis, users: int) -> tuple[int, int, list[BaseException]]:
@@ -54,19 +75,32 @@ def saturate(client: redis.Redis, users: int) -> tuple[int, int, list[BaseExcept
             errors.append(error)
 
     threads = [threading.Thread(target=user, args=(key,)) for key in keys]
-    for thread in threads:
+    holders, waiters = threads[: pool.max_connections], threads[pool.max_connections :]
+    for thread in holders:
         thread.start()
-    expected_peak = min(users, pool.max_connections)
-    wait_until(lambda: connections_in_use(pool) >= expected_peak or bool(errors), "the pool to saturate")
+    wait_until(lambda: connections_in_use(pool) >= len(holders) or bool(errors), "the pool to saturate")
     peak = connections_in_use(pool)
-    answer = redis.Redis.from_url(settings.REDIS_URL)  # outside the pool under test
-    for key in keys:
-        answer.rpush(key, "done")
-    for thread in threads:
-        thread.join(WAIT_SECONDS)
-    answer.delete(*keys)
-    answer.close()
-    return peak, open_connections(pool), errors
+    counting = CountingQueue(pool.pool)
+    pool.pool = counting
+    try:
+        for thread in waiters:
+            thread.start()
+        # every further user has asked the full pool for a connection (and none was free): it waits
+        wait_until(lambda: counting.asked >= len(waiters) or bool(errors), "the users beyond the pool to ask")
+        peak = max(peak, connections_in_use(pool))
+        answer = redis.Redis.from_url(settings.REDIS_URL)  # outside the pool under test
+        pipe = answer.pipeline(transaction=False)
+        for key in keys:
+            pipe.rpush(key, "done")
+        pipe.execute()
+        for thread in threads:
+            thread.join(WAIT_SECONDS)
+        assert not any(thread.is_alive() for thread in threads), "a user was never served"
+        answer.delete(*keys)
+        answer.close()
+    finally:
+        pool.pool = counting.inner
+    return peak, len(pool._connections), errors
 
 
 @hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
