@@ -1,17 +1,16 @@
 """Property 8 under load: the project's Redis pools open between 5 and 20 connections and serve everyone.
 
-Each simulated user holds a pool connection in a blocking read (BLPOP) until the test releases it, so the
-number of connections open at once is known, not hoped for. The order is fixed by conditions, never by time:
-the first users take every connection the pool will open; only then do the users beyond the pool's size ask
-for one (the test sees each of them enter the pool's wait while no connection is free), and only then are the
-holders answered, from a connection of the test's own, so each waiting user gets a freed connection.
+Each simulated user checks a connection out of the pool, uses it (PING) and holds it until the test lets
+go, so the number of connections open at once is known, not hoped for. The order is fixed by conditions,
+never by time: the first users take every connection the pool will open; only then do the users beyond the
+pool's size ask for one (the test sees each of them enter the pool's wait while no connection is free), and
+only then are the holders released, so each waiting user gets a freed connection.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -63,18 +62,26 @@ class CountingQueue:
 
 
 def saturate(client: redis.Redis, users: int) -> tuple[int, int, list[BaseException]]:
-    """`users` threads each block on a pool connection; returns (in use at the peak, opened, errors)."""
+    """`users` threads each take a pool connection and hold it; returns (in use at the peak, opened, errors)."""
     pool = client.connection_pool
-    keys = [f"test-pool:{uuid.uuid4().hex}:{n}" for n in range(users)]
     errors: list[BaseException] = []
+    release = threading.Event()
 
-    def user(key: str) -> None:
+    def user() -> None:
+        # Holding a checked-out connection, as a request in flight does. Not a blocking command: the pools'
+        # socket timeouts (1-2 s) would end a long BLPOP under load before the test let it go.
         try:
-            assert client.blpop([key], timeout=WAIT_SECONDS) is not None
+            connection = pool.get_connection()
+            try:
+                connection.send_command("PING")
+                assert connection.read_response() in (b"PONG", "PONG")
+                release.wait(WAIT_SECONDS)
+            finally:
+                pool.release(connection)
         except BaseException as error:  # collected and asserted on by the test
             errors.append(error)
 
-    threads = [threading.Thread(target=user, args=(key,)) for key in keys]
+    threads = [threading.Thread(target=user) for _ in range(users)]
     holders, waiters = threads[: pool.max_connections], threads[pool.max_connections :]
     for thread in holders:
         thread.start()
@@ -88,17 +95,12 @@ def saturate(client: redis.Redis, users: int) -> tuple[int, int, list[BaseExcept
         # every further user has asked the full pool for a connection (and none was free): it waits
         wait_until(lambda: counting.asked >= len(waiters) or bool(errors), "the users beyond the pool to ask")
         peak = max(peak, connections_in_use(pool))
-        answer = redis.Redis.from_url(settings.REDIS_URL)  # outside the pool under test
-        pipe = answer.pipeline(transaction=False)
-        for key in keys:
-            pipe.rpush(key, "done")
-        pipe.execute()
+        release.set()
         for thread in threads:
             thread.join(WAIT_SECONDS)
         assert not any(thread.is_alive() for thread in threads), "a user was never served"
-        answer.delete(*keys)
-        answer.close()
     finally:
+        release.set()
         pool.pool = counting.inner
     return peak, len(pool._connections), errors
 
