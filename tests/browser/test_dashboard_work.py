@@ -31,6 +31,7 @@ pytestmark = pytest.mark.browser
 PANELS = ("market-rows", "portfolio", "watchlist", "symbol-quote", "orders", "leaderboard", "analytics")
 HELD = (100, 101)  # market indexes: off screen, in the portfolio
 WATCHED = (200, 201)  # off screen, on the watchlist (the first is the open symbol)
+LOAD_TIMEOUT_MS = 90_000
 SETTLE_MS = 1_000  # after the last frame: the 100 ms batch and the 600 ms price flash have both run
 
 # A scripted WebSocket (the page's own ws.js drives it) and a counter of DOM writes per panel.
@@ -179,8 +180,11 @@ def open_dashboard(
     page = context.new_page()
     page.clock.install()
     page.goto(server.url + path)
-    wait_live(page)
-    page.wait_for_function("document.querySelectorAll('#portfolio tr[data-symbol]').length > 0")
+    # conditions, with room for a loaded machine: 500 rows, a bundle and a daphne sharing two cores
+    wait_live(page, timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function(
+        "document.querySelectorAll('#portfolio tr[data-symbol]').length > 0", timeout=LOAD_TIMEOUT_MS
+    )
     page.clock.pause_at(page.evaluate("Date.now()") + 1_000)  # from here the page's time moves only when told
     live = LivePage(page)
     page.evaluate("window.__work.start()")
