@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from playwright.sync_api import Browser, Page
 
+from apps.market.feed.frames import notice_frame
 from apps.market.ticks import Tick
 from apps.portfolio.services import place_order, trader_create
 from tests.browser.conftest import DaphneServer, publish, tick, wait_live
@@ -314,8 +315,8 @@ def test_the_optimised_page_does_at_most_half_the_dom_work_of_the_naive_page_for
 def test_a_conflation_notice_from_the_server_is_shown_to_the_trader(optimised: LivePage) -> None:
     """Error Handling, "Message Queue Overflow": the hub's notice frame reaches the trader as a message."""
     page = optimised.page
-    notice = {"type": "notice", "code": "updates_conflated", "message": "behind", "timestamp": 1}
-    page.evaluate("(text) => window.__work.schedule([{at: 0, text}])", json.dumps(notice))
+    notice = notice_frame("updates_conflated", "your connection is behind the feed", timestamp=1)  # the hub's own
+    page.evaluate("(text) => window.__work.schedule([{at: 0, text}])", notice)
     page.clock.run_for(10)
     assert page.evaluate("window.__stats.notices") == 1
     assert "updates are being conflated" in page.locator("#messages").inner_text()
