@@ -1,12 +1,15 @@
 """The runtime set (requirements.txt) runs the platform without any development package.
 
-A virtualenv holding requirements.txt alone (built once per lock under var/, the way a production
-image would: `pip install --require-hashes -r requirements.txt`) must pass Django's checks with the
-production settings and serve /healthz from its own uvicorn and Celery worker.
+A virtualenv holding requirements.txt alone (the way a production image would build it: `pip install
+--require-hashes -r requirements.txt`) must pass Django's checks with the production settings and serve
+/healthz from its own uvicorn and Celery worker. It is built once per lock and interpreter and shared by
+every clone and worktree of the machine (`~/.cache/paper-trading/runtime-venvs/`, under a file lock): the
+build is most of this module's time, and the same lock always builds the same set.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -25,7 +28,7 @@ import pytest
 from trading.devstack import free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-RUNTIME_VENV = BASE_DIR / "var" / "runtime-venv"
+RUNTIME_VENVS = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "paper-trading" / "runtime-venvs"
 # Importable in the development set only; none may leak into the runtime set.
 DEVELOPMENT_MODULES = [
     "pytest",
@@ -46,17 +49,21 @@ pytestmark = pytest.mark.slow
 
 
 def _runtime_python() -> Path:
-    """A virtualenv with requirements.txt only, rebuilt whenever the lock changes."""
-    lock = (BASE_DIR / "requirements.txt").read_bytes()
-    stamp = RUNTIME_VENV / ".requirements-sha256"
-    python = RUNTIME_VENV / "bin" / "python"
-    digest = hashlib.sha256(lock).hexdigest()
-    if not (stamp.exists() and stamp.read_text() == digest and python.exists()):
-        shutil.rmtree(RUNTIME_VENV, ignore_errors=True)
-        subprocess.run([sys._base_executable, "-m", "venv", str(RUNTIME_VENV)], check=True)
-        pip = [str(python), "-m", "pip", "--quiet", "--disable-pip-version-check", "install", "--require-hashes"]
-        subprocess.run([*pip, "-r", str(BASE_DIR / "requirements.txt")], check=True, timeout=600)
-        stamp.write_text(digest)
+    """A virtualenv with requirements.txt only, for this lock and this interpreter."""
+    key = hashlib.sha256((BASE_DIR / "requirements.txt").read_bytes() + sys.version.encode()).hexdigest()[:16]
+    venv = RUNTIME_VENVS / key
+    python = venv / "bin" / "python"
+    RUNTIME_VENVS.mkdir(parents=True, exist_ok=True)
+    with (RUNTIME_VENVS / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a session building the same set meanwhile finishes first
+        if not (venv / ".complete").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+            # the development set's pip installs into it (`pip --python`): no pip of its own to bootstrap
+            pip = [sys.executable, "-m", "pip", "--python", str(python), "--quiet", "--disable-pip-version-check"]
+            pip += ["install", "--require-hashes", "-r", str(BASE_DIR / "requirements.txt")]
+            subprocess.run(pip, check=True, timeout=600)
+            (venv / ".complete").touch()
     return python
 
 

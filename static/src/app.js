@@ -24,7 +24,7 @@ function pageContext(root) {
   const boot = JSON.parse($("bootstrap").textContent);
   const naive = root.dataset.render === "naive";
   // Counters for the browser tests and the CPU benchmark.
-  const stats = { mode: naive ? "naive" : "optimised", frames: 0, updates: 0, applies: 0, applyTimes: [], subscribed: [] };
+  const stats = { mode: naive ? "naive" : "optimised", frames: 0, updates: 0, applies: 0, notices: 0, applyTimes: [], subscribed: [] };
   window.__stats = stats;
 
   const quotes = new Map(boot.symbols.map((row) => [row.symbol, { ...row }]));

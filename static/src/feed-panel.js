@@ -6,11 +6,14 @@ import { applyQuoteUpdates } from "./store.js";
 import { MarketSocket } from "./ws.js";
 
 const TREND_POINTS = 30;
+const NOTICES = {
+  updates_conflated: "Your connection is behind the live feed: updates are being conflated, each symbol shows its latest price.",
+};
 
 export const holdingSymbols = (store) => listOf(store.get("portfolio")?.holdings).map((h) => h.symbol);
 
 // `visibleSymbols()` names the rows in view; `onChanges(changes)` shows each applied batch of quote changes.
-export function startFeed({ $, boot, naive, stats, quotes, trends, store }, { visibleSymbols, onChanges }) {
+export function startFeed({ $, boot, naive, stats, quotes, trends, store, say }, { visibleSymbols, onChanges }) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const socket = new MarketSocket({
     url: `${scheme}//${location.host}${boot.websocket_path}`,
@@ -18,6 +21,7 @@ export function startFeed({ $, boot, naive, stats, quotes, trends, store }, { vi
     onUpdates: receive,
     onStatus: showStatus,
     onError: (message) => console.warn("feed:", message.code, message.message),
+    onNotice: showNotice,
   });
   // Open symbol, holdings and watchlist first: they must stay live whatever is scrolled into view.
   const resubscribe = debounce(() => {
@@ -48,6 +52,13 @@ export function startFeed({ $, boot, naive, stats, quotes, trends, store }, { vi
       if (trend.length > TREND_POINTS) trend.shift();
     }
     onChanges(changes);
+  }
+
+  // The server says so once per episode (Error Handling: "Message Queue Overflow: ... client notification").
+  function showNotice(notice) {
+    stats.notices += 1;
+    const text = NOTICES[notice.code] ?? (typeof notice.message === "string" ? notice.message : notice.code);
+    say(text, "muted");
   }
 
   function showStatus(status) {

@@ -5,11 +5,12 @@ import { backoffDelay } from "./backoff.js";
 const PING_EVERY_MS = 25000;
 
 export class MarketSocket {
-  constructor({ url, onUpdates, onStatus, onError = () => {}, maxSymbols = 200 }) {
+  constructor({ url, onUpdates, onStatus, onError = () => {}, onNotice = () => {}, maxSymbols = 200 }) {
     this.url = url;
     this.onUpdates = onUpdates;
     this.onStatus = onStatus;
     this.onError = onError;
+    this.onNotice = onNotice; // the server telling this client about its feed, e.g. {"code": "updates_conflated"}
     this.maxSymbols = maxSymbols;
     this.wanted = new Set();
     this.subscribed = new Set(); // what the server has been told on the current connection
@@ -48,6 +49,7 @@ export class MarketSocket {
     }
     if (message.type === "stock_updates" && Array.isArray(message.updates)) this.onUpdates(message.updates, message);
     else if (message.type === "error") this.onError(message);
+    else if (message.type === "notice" && typeof message.code === "string") this.onNotice(message);
   }
 
   // Keep exactly these symbols subscribed (the first `maxSymbols` distinct ones: the feed's per-connection cap).

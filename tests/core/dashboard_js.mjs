@@ -52,26 +52,7 @@ function storeSequence({ initial, sets }) {
   return { notified };
 }
 
-// DOM cell writes of each page for the same feed: the optimised one writes the changed cells of rows on
-// screen once per apply; the naive one rebuilds every row (8 cells) on every frame.
-const CELLS_PER_ROW = 8;
-function renderCost({ total, scrollTop, viewportHeight, rowHeight, intervalMs, frames }) {
-  const symbols = Array.from({ length: total }, (_, i) => `S${i}`);
-  const range = visibleRange({ scrollTop, viewportHeight, rowHeight, total });
-  const onScreen = new Set(symbols.slice(range.start, range.end));
-  // the feed only sends what the page subscribed to: the rows on screen
-  const fed = frames.map((f) => ({ at: f.at, updates: f.updates.filter((u) => onScreen.has(symbols[u.row % total])).map((u) => ({ ...u, symbol: symbols[u.row % total] })) }));
-  const quotes = new Map(symbols.map((s) => [s, { symbol: s, price: 1, change: 0, change_percent: 0, volume: 0, timestamp: 0 }]));
-  let optimised = 0;
-  for (const apply of simulateBatcher({ intervalMs, arrivals: fed }).applies) {
-    for (const change of applyQuoteUpdates(quotes, apply.batch).values()) optimised += change.fields.length + 1; // + trend
-  }
-  const naive = fed.filter((f) => f.updates.length).length * total * CELLS_PER_ROW;
-  return { optimised, naive, rowsInDom: range.end - range.start };
-}
-
 const functions = {
-  renderCost,
   visibleRange: (args) => ({ ...visibleRange(args), virtualise: shouldVirtualise(args.total) }),
   simulateBatcher,
   mergeLatest: ({ updates }) => [...mergeLatest(new Map(), updates).values()],

@@ -37,13 +37,29 @@ SYMBOL_PAGES = 3
 LEADERBOARD_PAGES = 2
 
 Operation = tuple[str, int]
-operations = st.one_of(
+reads = st.one_of(
     st.tuples(st.just("profile"), st.integers(0, TRADERS - 1)),
     st.tuples(st.just("symbols"), st.integers(1, SYMBOL_PAGES)),
     st.tuples(st.just("leaderboard"), st.integers(1, LEADERBOARD_PAGES)),
     st.tuples(st.just("analytics"), st.just(0)),
-    st.tuples(st.just("order"), st.integers(0, TRADERS - 1)),  # a write: invalidates that trader's profile
 )
+orders = st.tuples(st.just("order"), st.integers(0, TRADERS - 1))  # a write: invalidates that trader's profile
+
+
+@st.composite
+def working_sets(draw: st.DrawFn) -> list[Operation]:
+    """A few keys read five or six times each, with up to one order anywhere in between (which may force
+    extra misses: the test then learns the misses from the pattern, not from this recipe)."""
+    keys = draw(st.lists(reads, min_size=1, max_size=3, unique=True))
+    pattern: list[Operation] = draw(st.lists(st.sampled_from(keys), min_size=5 * len(keys), max_size=6 * len(keys)))
+    for order in draw(st.lists(orders, max_size=1)):
+        pattern.insert(draw(st.integers(0, len(pattern))), order)
+    return pattern
+
+
+# Any mix at all, and working sets: a random mix rarely repeats its keys enough for the 60 % to apply, so
+# without the second kind the threshold itself would almost never be checked.
+patterns = st.one_of(st.lists(st.one_of(reads, orders), min_size=1, max_size=10), working_sets())
 
 
 def stage_prices(tickers: list[str]) -> None:
@@ -109,14 +125,14 @@ def forget_everything(tickers: list[str]) -> None:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(pattern=st.lists(operations, min_size=1, max_size=40))
+@given(pattern=patterns)
 def test_caching_cuts_database_reads_by_at_least_60_percent(
     market: tuple[list[User], list[str]], pattern: list[Operation]
 ) -> None:
     """Feature: trading-performance-optimization, Property 41: For any system operation pattern, effective caching
     should reduce database load by 60% — the app's reads through the cache send real MongoDB commands only on a
-    miss (the first read of a key, or a profile after its trader's order), and every read pattern that repeats its
-    keys five times on average reaches the database at most 40 % as often as the same pattern with the cache off."""
+    miss (the first read of a key, or a profile after its trader's order), and every pattern whose reads are at most
+    20 % misses sends at most 40 % of the MongoDB commands the same pattern sends with the cache off."""
     users, tickers = market
     with override_settings(CACHE_ENABLED=False):
         forget_everything(tickers)
@@ -125,9 +141,9 @@ def test_caching_cuts_database_reads_by_at_least_60_percent(
     cached = database_reads(pattern, users, tickers)
 
     assert all(commands > 0 for commands in uncached), "a read without the cache must reach the database"
-    for commands, miss in zip(cached, expected_misses(pattern), strict=True):
+    misses = expected_misses(pattern)
+    for commands, miss in zip(cached, misses, strict=True):
         if not miss:
             assert commands == 0, f"a cache hit sent {commands} MongoDB command(s)"
-    reads = [operation for operation in pattern if operation[0] != "order"]
-    if reads and len(reads) >= 5 * len(set(reads)):
-        assert sum(cached) <= 0.4 * sum(uncached)
+    if misses and sum(misses) <= 0.2 * len(misses):  # caching that can be effective: the document's 60 %
+        assert sum(cached) <= 0.4 * sum(uncached), (sum(cached), sum(uncached))

@@ -1,16 +1,18 @@
 """Property 8 under load: the project's Redis pools open between 5 and 20 connections and serve everyone.
 
-Each simulated user holds a pool connection in a blocking read (BLPOP) until the test releases it, so the
-number of connections open at once is known, not hoped for: the test waits until the pool is saturated,
-reads its state, then answers every reader from a connection of its own.
+Each simulated user checks a connection out of the pool, uses it (PING) and holds it until the test lets
+go, so the number of connections open at once is known, not hoped for. The order is fixed by conditions,
+never by time: the first users take every connection the pool will open; only then do the users beyond the
+pool's size ask for one (the test sees each of them enter the pool's wait while no connection is free), and
+only then are the holders released, so each waiting user gets a freed connection.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -24,13 +26,14 @@ from apps.core.redis import redis_client
 WAIT_SECONDS = 10.0
 
 
-def open_connections(pool: redis.BlockingConnectionPool) -> int:
-    return len(pool._connections)
+def idle_connections(pool: redis.BlockingConnectionPool) -> int:
+    # under the queue's own lock: users take and return connections from other threads meanwhile
+    with pool.pool.mutex:
+        return sum(1 for connection in pool.pool.queue if connection is not None)
 
 
 def connections_in_use(pool: redis.BlockingConnectionPool) -> int:
-    idle = {connection for connection in pool.pool.queue if connection is not None}
-    return len(pool._connections) - len(idle)
+    return len(pool._connections) - idle_connections(pool)
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -38,35 +41,68 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting: {what}")
-        time.sleep(0.001)
+        time.sleep(0.001)  # polling a condition, not standing in for one
+
+
+class CountingQueue:
+    """The pool's own queue, counting the callers that asked it for a connection (behaviour unchanged)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.asked = 0
+        self.lock = threading.Lock()
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            self.asked += 1
+        return self.inner.get(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def saturate(client: redis.Redis, users: int) -> tuple[int, int, list[BaseException]]:
-    """`users` threads each block on a pool connection; returns (in use at the peak, opened, errors)."""
+    """`users` threads each take a pool connection and hold it; returns (in use at the peak, opened, errors)."""
     pool = client.connection_pool
-    keys = [f"test-pool:{uuid.uuid4().hex}:{n}" for n in range(users)]
     errors: list[BaseException] = []
+    release = threading.Event()
 
-    def user(key: str) -> None:
+    def user() -> None:
+        # Holding a checked-out connection, as a request in flight does. Not a blocking command: the pools'
+        # socket timeouts (1-2 s) would end a long BLPOP under load before the test let it go.
         try:
-            assert client.blpop([key], timeout=WAIT_SECONDS) is not None
+            connection = pool.get_connection()
+            try:
+                connection.send_command("PING")
+                assert connection.read_response() in (b"PONG", "PONG")
+                release.wait(WAIT_SECONDS)
+            finally:
+                pool.release(connection)
         except BaseException as error:  # collected and asserted on by the test
             errors.append(error)
 
-    threads = [threading.Thread(target=user, args=(key,)) for key in keys]
-    for thread in threads:
+    threads = [threading.Thread(target=user) for _ in range(users)]
+    holders, waiters = threads[: pool.max_connections], threads[pool.max_connections :]
+    for thread in holders:
         thread.start()
-    expected_peak = min(users, pool.max_connections)
-    wait_until(lambda: connections_in_use(pool) >= expected_peak or bool(errors), "the pool to saturate")
+    wait_until(lambda: connections_in_use(pool) >= len(holders) or bool(errors), "the pool to saturate")
     peak = connections_in_use(pool)
-    answer = redis.Redis.from_url(settings.REDIS_URL)  # outside the pool under test
-    for key in keys:
-        answer.rpush(key, "done")
-    for thread in threads:
-        thread.join(WAIT_SECONDS)
-    answer.delete(*keys)
-    answer.close()
-    return peak, open_connections(pool), errors
+    counting = CountingQueue(pool.pool)
+    pool.pool = counting
+    try:
+        for thread in waiters:
+            thread.start()
+        # every further user has asked the full pool for a connection (and none was free): it waits
+        wait_until(lambda: counting.asked >= len(waiters) or bool(errors), "the users beyond the pool to ask")
+        peak = max(peak, connections_in_use(pool))
+        release.set()
+        for thread in threads:
+            thread.join(WAIT_SECONDS)
+        assert not any(thread.is_alive() for thread in threads), "a user was never served"
+    finally:
+        release.set()
+        pool.pool = counting.inner
+    return peak, len(pool._connections), errors
 
 
 @hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -287,7 +287,7 @@ def _wait_until_ready(order_ids: list[object], timeout: float = 60.0) -> dict[ob
 
 
 @DB_SETTINGS
-@given(batches=st.lists(st.tuples(st.integers(1, 3), st.booleans()), min_size=1, max_size=3))
+@given(batches=st.lists(st.tuples(st.integers(1, 2), st.booleans()), min_size=1, max_size=2))
 def test_property_27_invoice_jobs_run_beside_trading_without_blocking_it(
     market, make_trader, celery_worker_process, batches
 ):
