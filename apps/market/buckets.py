@@ -69,9 +69,9 @@ def document_ticks(document: dict[str, Any]) -> list[NumberedTick]:
     ]
 
 
-def document_points(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """The bucket's points in the shape of ring points (plus the previous close), oldest first."""
-    columns = zip(*(document[name] for name in POINT_ARRAYS), strict=True)
+def document_points(document: dict[str, Any], first: int = 0, last: int | None = None) -> list[dict[str, Any]]:
+    """The bucket's points [first:last] in the shape of ring points (plus the previous close), oldest first."""
+    columns = zip(*(document[name][first:last] for name in POINT_ARRAYS), strict=True)
     return [
         {"tick_id": tick_id, "price": price, "previous_close": close, "volume": volume, "timestamp": at}
         for tick_id, at, price, close, volume in columns
