@@ -6,17 +6,20 @@ stream at a time, fills the Redis rings with each symbol's newest 1000 points
 as the simulator would, then samples random symbols:
 
 - latest 100 through `tick_history` (the API's path: the Redis ring);
-- latest 100 from MongoDB alone (`stored_ticks_before`: bounded windows), i.e.
-  the path when Redis is down or a page reaches past the ring;
-- a keyset page from the middle of a symbol's history (`before` cursor);
+- latest 100 from MongoDB alone (`stored_ticks_before`: bounded windows, no
+  density hint), i.e. the path when Redis is down; the history ends a few
+  minutes before "now" (the build), so the walk crosses that gap first;
+- a keyset page from the middle of a symbol's history (`before` cursor; the
+  ring's density sizes the stored window);
 - a 60-second range of one symbol (`ticks_in_window`).
 "Today" is the one-document-per-tick layout's p95 at 1M ticks, measured by this
 bench on 2026-11-25 (docs/performance.md before ADR 0005); target: no worse.
 
 Trading reads under ingest: the simulator and the persister run (500 ticks/s)
 while one thread reads a trader's portfolio and orders open-loop at 15 reads/s
-(latency from the scheduled time), in alternating phases with the persister
-running and paused (SIGSTOP); target: p95 running <= 1.2 x p95 paused.
+(latency from the scheduled time), in alternating 10-second phases with the
+persister running and paused (SIGSTOP), six of each, so load from outside the
+bench falls on both alike; target: p95 running <= 1.2 x p95 paused.
 """
 
 from __future__ import annotations
@@ -176,11 +179,11 @@ def _trading_reads(quick: bool) -> dict[str, dict[str, float]]:
     quiet = {"cwd": BASE_DIR, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     market = subprocess.Popen([*manage, "run_market", "--rate", str(RATE), "--seed", "3"], **quiet)  # type: ignore[call-overload]
     persister = subprocess.Popen([*manage, "persist_ticks"], **quiet)  # type: ignore[call-overload]
-    phase_seconds = 10.0 if quick else 30.0
+    phase_seconds, phases = (10.0, 2) if quick else (10.0, 6)  # short phases, many times: background load hits both
     latencies: dict[str, list[float]] = {"running": [], "paused": []}
     try:
         time.sleep(5)  # both up and ticking
-        for phase in ["running", "paused", "running", "paused"]:
+        for phase in ["running", "paused"] * phases:
             persister.send_signal(signal.SIGSTOP if phase == "paused" else signal.SIGCONT)
             progress(f"history: trading reads, persister {phase}, {phase_seconds:.0f} s")
             start = time.monotonic()

@@ -27,14 +27,22 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psutil
+import redis
 
 from bench.common import BASE_DIR, progress, setup_django, table
 
 SYMBOLS = 500
 TARGET_CPU_RATIO = 5.0
+CPU_RATE = 500  # the simulator's default rate
+# Item 7's baseline: the simulator (price step per tick, six stream fields a tick) and persister of main at
+# BEFORE_COMMIT, measured by _cpu_per_tick (INGEST_BASELINE_TREE=<checkout>) on 2026-11-30 on this machine.
+BEFORE_COMMIT = "2f80607"
+BEFORE_CPU_US = {"simulator": 105.0, "persister": 37.0}
+BEFORE_CPU_SOURCE = "recorded: this bench with INGEST_BASELINE_TREE, 2026-11-30 12:12 UTC"
 missed: list[str] = []
 
 
@@ -64,8 +72,8 @@ def _max_in_one_second(samples: list[tuple[float, float]]) -> float:
 class Tracked:
     """A child process whose CPU time we keep reading while it lives."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.popen = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path = BASE_DIR) -> None:
+        self.popen = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.process = psutil.Process(self.popen.pid)
         self.cpu = 0.0
 
@@ -205,6 +213,84 @@ def _layouts(quick: bool) -> tuple[str, float]:
     return text, ratio
 
 
+def _entries_added(client: Any, stream: str) -> int:
+    try:
+        return int(client.xinfo_stream(stream)["entries-added"])
+    except redis.ResponseError:  # the stream does not exist yet
+        return 0
+
+
+def _cpu_per_tick(env: dict[str, str], seconds: float, code: Path = BASE_DIR) -> dict[str, float]:
+    """The simulator and the persister of the checkout at `code`, at 500 ticks/s on a fresh stream: each one's CPU
+    per tick over `seconds` of steady state (start-up, imports and resume look-ups excluded)."""
+    from apps.core.redis import redis_client
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    env = {**env, "REDIS_KEY_PREFIX": prefix}
+    stream, client = f"{prefix}:ticks", redis_client()
+    manage = [sys.executable, "manage.py"]
+    simulate = ["run_market", "--rate", str(CPU_RATE), "--symbols", str(SYMBOLS), "--seed", "1"]
+    processes = {
+        "simulator": Tracked([*manage, *simulate], env, code),
+        "persister": Tracked([*manage, "persist_ticks"], env, code),
+    }
+    try:
+        deadline = time.monotonic() + 120
+        while _entries_added(client, stream) < CPU_RATE * 3:  # ticking for 3 s: settled
+            if time.monotonic() > deadline or any(p.popen.poll() is not None for p in processes.values()):
+                raise RuntimeError(f"the market of {code} did not start ticking")
+            time.sleep(0.2)
+        for process in processes.values():
+            process.sample()
+        before = {name: process.cpu for name, process in processes.items()}
+        first = _entries_added(client, stream)
+        time.sleep(seconds)
+        ticks = _entries_added(client, stream) - first
+        for process in processes.values():
+            process.sample()
+        return {"ticks": ticks, **{name: (p.cpu - before[name]) / ticks * 1e6 for name, p in processes.items()}}
+    finally:
+        for process in processes.values():
+            process.popen.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.popen.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+        for stale in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(stale)
+
+
+def _cpu_section(env: dict[str, str], quick: bool) -> str:
+    """CPU per tick of the simulator and the persister: this checkout against the code before issue 12's item 7
+    (measured in this run when INGEST_BASELINE_TREE names a checkout of it, else the recorded figures)."""
+    seconds = 15.0 if quick else 40.0
+    progress(f"ingest: CPU per tick, this checkout, {CPU_RATE} ticks/s for {seconds:.0f} s")
+    now = _cpu_per_tick(env, seconds)
+    baseline_tree = os.environ.get("INGEST_BASELINE_TREE")
+    if baseline_tree:
+        progress(f"ingest: CPU per tick, baseline {baseline_tree}")
+        before, source = _cpu_per_tick(env, seconds, Path(baseline_tree)), f"`{baseline_tree}`, this run"
+    else:
+        before, source = BEFORE_CPU_US, BEFORE_CPU_SOURCE
+    rows = []
+    for name in ("simulator", "persister"):
+        rows.append([name, f"{before[name]:.0f}", f"{now[name]:.0f}", f"{now[name] / before[name]:.2f}x"])
+        if now[name] >= before[name]:
+            missed.append(f"{name}: {now[name]:.0f} us CPU per tick, not below {before[name]:.0f} before")
+    return "\n".join(
+        [
+            f"### CPU per tick: simulator and persister ({CPU_RATE} ticks/s, {SYMBOLS} symbols, "
+            f"{seconds:.0f} s of steady state)",
+            "",
+            table(["process", "before: us CPU / tick", "now: us CPU / tick", "now / before"], rows),
+            "",
+            f"Before: the code at main {BEFORE_COMMIT} ({source}); now: {now['ticks']:,} ticks of this checkout. "
+            "Target (issue 12, item 7): each costs less per tick than before.",
+        ]
+    )
+
+
 def _naive_baseline(seconds: float) -> dict[str, Any]:
     """One insert per tick (what the source system did), for `seconds`."""
     from datetime import UTC, datetime
@@ -316,6 +402,7 @@ def run(quick: bool) -> tuple[str, list[str]]:
     rates, seconds = ([1000], 12.0) if quick else ([500, 2000, 5000], 30.0)
     missed.clear()
     layouts, ratio = _layouts(quick)
+    cpu = _cpu_section(env, quick)
     progress("ingest: naive baseline, one insert per tick")
     naive = _naive_baseline(5.0 if quick else 10.0)
     results = []
@@ -388,6 +475,8 @@ def run(quick: bool) -> tuple[str, list[str]]:
             "",
             f"Tick buckets cost the database {ratio:.1f}x less CPU per stored tick than one document per tick "
             f"(target: at least {TARGET_CPU_RATIO:.0f}x).",
+            "",
+            cpu,
         ]
     )
     return section, list(missed)

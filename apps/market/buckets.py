@@ -69,9 +69,9 @@ def document_ticks(document: dict[str, Any]) -> list[NumberedTick]:
     ]
 
 
-def document_points(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """The bucket's points in the shape of ring points (plus the previous close), oldest first."""
-    columns = zip(*(document[name] for name in POINT_ARRAYS), strict=True)
+def document_points(document: dict[str, Any], first: int = 0, last: int | None = None) -> list[dict[str, Any]]:
+    """The bucket's points [first:last] in the shape of ring points (plus the previous close), oldest first."""
+    columns = zip(*(document[name][first:last] for name in POINT_ARRAYS), strict=True)
     return [
         {"tick_id": tick_id, "price": price, "previous_close": close, "volume": volume, "timestamp": at}
         for tick_id, at, price, close, volume in columns
@@ -103,12 +103,15 @@ class BucketAssembler:
         tick = numbered[1]
         window = tick.timestamp // self.window_ms
         current = self._open.get(tick.symbol)
-        closed = [self._close(tick.symbol)] if current is not None and current.window != window else []
-        bucket = self._open.setdefault(tick.symbol, Bucket(tick.symbol, window))
-        bucket.ticks.append(numbered)
-        bucket.entry_ids.append(entry_id)
+        closed: list[Bucket] = []
+        if current is None or current.window != window:
+            if current is not None:
+                closed.append(self._close(tick.symbol))
+            current = self._open[tick.symbol] = Bucket(tick.symbol, window)
+        current.ticks.append(numbered)
+        current.entry_ids.append(entry_id)
         self.held += 1
-        if len(bucket.ticks) >= self.max_points:
+        if len(current.ticks) >= self.max_points:
             closed.append(self._close(tick.symbol))
         return closed
 

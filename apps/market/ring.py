@@ -3,8 +3,8 @@
 Two forms of one rule. `BoundedRing` is the in-process circular buffer (a
 fixed array and a moving head: appends are O(1), memory never grows past the
 capacity). The shared form lives in Redis, one list per symbol, newest first:
-LPUSH then LTRIM to `settings.PRICE_RING_SIZE` in the simulator's pipeline, so
-every process reads the same recent points in one LRANGE.
+LPUSH then LTRIM to `settings.PRICE_RING_SIZE` (one script call per batch) in the
+simulator's pipeline, so every process reads the same recent points in one LRANGE.
 
 Overflow (the normal state of a full ring) evicts the oldest points, counts them
 (RING_EVICTIONS) and logs them, at most one line per `RING_EVICTION_LOG_SECONDS`
@@ -81,24 +81,43 @@ def ring_point(tick_id: str, tick: Tick) -> dict[str, Any]:
     return {"tick_id": tick_id, "price": tick.price, "volume": tick.volume, "timestamp": tick.timestamp}
 
 
-def stage_ring(pipe: Pipeline, numbered: Sequence[tuple[str, Tick]]) -> int:
-    """Stage LPUSH+LTRIM per symbol on `pipe`; return how many commands were staged (2 per symbol).
+# One script call stores a batch in every symbol's ring (LPUSH, then LTRIM to the bound, per symbol,
+# atomically inside Redis): one command a batch on the wire instead of two per symbol, which were the
+# simulator's largest share of Redis commands. Replies: each ring's length after its push.
+RING_PUSH = """
+local size = tonumber(ARGV[1])
+local lengths = {}
+local at = 2
+for i, key in ipairs(KEYS) do
+  local count = tonumber(ARGV[at])
+  lengths[i] = redis.call('LPUSH', key, unpack(ARGV, at + 1, at + count))
+  redis.call('LTRIM', key, 0, size - 1)
+  at = at + count + 1
+end
+return lengths
+"""
 
-    The LPUSH replies (list length after the push) tell `ring_evictions` how many
-    points the LTRIM dropped.
+
+def stage_ring(pipe: Pipeline, numbered: Sequence[tuple[str, Tick]]) -> int:
+    """Stage the batch's ring updates on `pipe` (one script call); return how many commands were staged (0 or 1).
+
+    The reply (each ring's length after the push) tells `ring_evictions` how many points the trim dropped.
     """
     points: dict[str, list[str]] = {}
     for tick_id, tick in numbered:
         points.setdefault(tick.symbol, []).append(json.dumps(ring_point(tick_id, tick), separators=(",", ":")))
-    for symbol, encoded in points.items():
-        pipe.lpush(ring_key(symbol), *encoded)
-        pipe.ltrim(ring_key(symbol), 0, settings.PRICE_RING_SIZE - 1)
-    return 2 * len(points)
+    if not points:
+        return 0
+    arguments: list[str | int] = [settings.PRICE_RING_SIZE]
+    for encoded in points.values():
+        arguments += [len(encoded), *encoded]
+    pipe.eval(RING_PUSH, len(points), *(ring_key(symbol) for symbol in points), *arguments)
+    return 1
 
 
-def ring_evictions(replies: Sequence[Any]) -> int:
-    """Points evicted by a staged ring update, from its replies [len, ok, len, ok, ...]."""
-    return sum(max(0, int(length) - settings.PRICE_RING_SIZE) for length in replies[0::2])
+def ring_evictions(lengths: Sequence[Any]) -> int:
+    """Points evicted by a staged ring update, from its reply (each ring's length after the push)."""
+    return sum(max(0, int(length) - settings.PRICE_RING_SIZE) for length in lengths)
 
 
 class EvictionLog:

@@ -14,6 +14,7 @@ filtered and ordered here. A real MongoDB serves the same filters from the index
 
 import json
 import logging
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from apps.core.cache import cached
-from apps.core.clock import epoch_ms, moment
+from apps.core.clock import epoch_ms, epoch_ms_ceiling, moment
 from apps.core.cursor import KeysetCursor
 from apps.core.redis import redis_client
 from apps.market import quotes
@@ -38,13 +39,15 @@ from apps.market.ticks import Tick
 
 logger = logging.getLogger(__name__)
 
-FIRST_WINDOW = timedelta(seconds=60)
+FIRST_WINDOW_MS = 60_000
+MAX_FIRST_WINDOW_MS = 86_400_000  # a density hint never makes the first window wider than a day
 MAX_WINDOWS = 40  # growing from a minute, 40 windows reach back far beyond any retention
 MAX_WINDOW_GROWTH = 32.0
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RESUME_GROWTH = 4  # each resume probe spans 4x the one before: few queries across a gap, bounded overshoot
 WINDOW_MARGIN = 1.25
 RECENT_FALLBACK_WINDOW = timedelta(minutes=15)
 POINT_FIELDS = {"_id": 0, "tick_ids": 1, "times": 1, "prices": 1, "previous_closes": 1, "volumes": 1}
+EXTENT_FIELDS = {"_id": 0, "start": 1, "count": 1}
 
 
 # --- Symbols --------------------------------------------------------------------------------
@@ -172,11 +175,23 @@ def buckets_filter(symbol: str, since: datetime, until: datetime) -> dict[str, A
     return {"symbol": symbol, "start": {"$gt": since - reach, "$lt": until}}
 
 
-def _points_between(symbol: str, since: datetime, until: datetime) -> Iterator[dict[str, Any]]:
-    """Stored points of `symbol` with since <= time < until, bucket by bucket (unordered across buckets)."""
-    low, high = epoch_ms(since), epoch_ms(until)
-    for document in TickBucket.collection().find(buckets_filter(symbol, since, until), POINT_FIELDS):
-        yield from (p for p in document_points(document) if low <= p["timestamp"] < high)
+def _points_ms(symbol: str, low: int, high: int) -> list[dict[str, Any]]:
+    """Stored points of `symbol` with low <= time (ms) < high, one indexed query (unordered across buckets).
+
+    A bucket's points are in time order, so only the slice inside the window is turned into dicts."""
+    found: list[dict[str, Any]] = []
+    query = buckets_filter(symbol, moment(low), moment(high))
+    for document in TickBucket.collection().find(query, POINT_FIELDS):
+        times = document["times"]
+        first, last = bisect_left(times, low), bisect_left(times, high)
+        if first < last:
+            found += document_points(document, first, last)
+    return found
+
+
+def _points_between(symbol: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Stored points of `symbol` with since <= time < until (unordered across buckets)."""
+    return _points_ms(symbol, epoch_ms_ceiling(since), epoch_ms_ceiling(until))
 
 
 def ticks_in_window(*, symbol: str, since: datetime, until: datetime, limit: int) -> list[dict[str, Any]]:
@@ -184,83 +199,78 @@ def ticks_in_window(*, symbol: str, since: datetime, until: datetime, limit: int
     return sorted(_points_between(symbol, since, until), key=_newest_first, reverse=True)[:limit]
 
 
-def _ties(*, symbol: str, at: datetime, below_tick_id: str, limit: int) -> list[dict[str, Any]]:
-    """Points stamped exactly `at` and ordered before the cursor's point (one symbol's ticks in one ms are few)."""
-    found = _points_between(symbol, at, at + timedelta(milliseconds=1))
-    return sorted((p for p in found if p["tick_id"] < below_tick_id), key=_newest_first, reverse=True)[:limit]
+def _stored_ms(value: datetime) -> int:
+    """A stored date (pymongo returns naive UTC) in epoch milliseconds."""
+    return epoch_ms(value.replace(tzinfo=UTC))
 
 
-def _any_between(*, symbol: str, since: datetime, until: datetime) -> bool:
-    """One index probe, no sort: does a bucket of `symbol` start in [since, until) (its first tick lies there)?
+def _resume_from(*, symbol: str, before: int, wanted: int, horizon: int) -> int | None:
+    """Below an empty window ending at `before` (ms): where the walk resumes, or None when nothing is older.
 
-    A tick in a bucket that started up to one window before `since` is not seen; the walk still
-    reads it, because the window after a resume point reaches a minute (> one bucket window) past it.
+    Probes back in disjoint ranges of bucket starts, each 4 times longer than the last, reading only
+    the buckets' extents (SecantusDB cannot return "the newest before" without reading the symbol's
+    whole history; a probe reads at most a few times the gap's worth of buckets, and an empty range
+    costs almost nothing). In the first range holding buckets, the newest ones that hold `wanted`
+    points between them tell where the next window starts, so it usually completes the page. Past
+    the retention horizon, one probe asks whether the cleanup left anything older at all.
     """
-    found = TickBucket.collection().find_one({"symbol": symbol, "start": {"$gte": since, "$lt": until}}, {"_id": 1})
-    return found is not None
+    collection = TickBucket.collection()
+    empty, reaches = 0, FIRST_WINDOW_MS
+    while before - empty > horizon:
+        lowest = max(before - reaches, horizon)
+        span = {"$gte": moment(lowest), "$lt": moment(before - empty)}
+        extents = collection.find({"symbol": symbol, "start": span}, EXTENT_FIELDS)
+        held = 0
+        for start in sorted((_stored_ms(e["start"]), e["count"]) for e in extents)[::-1]:
+            held += start[1]
+            if held >= wanted:
+                break
+        if held:
+            return start[0]
+        empty, reaches = reaches, reaches * RESUME_GROWTH
+    older = collection.find_one({"symbol": symbol, "start": {"$lt": moment(horizon)}}, {"end": 1})
+    return None if older is None else _stored_ms(older["end"]) - FIRST_WINDOW_MS
 
 
-def _anything_before(*, symbol: str, before: datetime) -> bool:
-    """One index probe: is any tick of `symbol` older than `before`? (A bucket's first point is its start.)"""
-    return TickBucket.collection().find_one({"symbol": symbol, "start": {"$lt": before}}, {"_id": 1}) is not None
-
-
-def _resume_point(*, symbol: str, before: datetime) -> datetime | None:
-    """A moment at most one minute before the newest stored tick older than `before` (None: nothing older).
-
-    Found with bounded index probes only: SecantusDB cannot return the newest
-    without sorting the symbol's history, and its index scan reads every key of
-    the range it is given, so no probe spans more than the gap plus what it finds.
-    Widen the gap until a tick shows up, then halve it down to a minute.
-    """
-    if not _anything_before(symbol=symbol, before=before):
-        return None  # the end of the symbol's history: one probe, not one per doubling back to 1970
-    # Invariant: nothing in [before - empty, before); some tick in [before - reaches, before).
-    empty, reaches = timedelta(0), FIRST_WINDOW
-    while not _any_between(symbol=symbol, since=before - reaches, until=before):
-        if reaches >= before - EPOCH:
-            return None
-        empty, reaches = reaches, min(reaches * 2, before - EPOCH)
-    while reaches - empty > FIRST_WINDOW:
-        middle = empty + (reaches - empty) / 2
-        if _any_between(symbol=symbol, since=before - middle, until=before):
-            reaches = middle
-        else:
-            empty = middle
-    return before - reaches
-
-
-def stored_ticks_before(*, symbol: str, before: "HistoryCursor | None", limit: int) -> list[dict[str, Any]]:
+def stored_ticks_before(
+    *, symbol: str, before: "HistoryCursor | None", limit: int, per_ms: float | None = None
+) -> list[dict[str, Any]]:
     """Up to `limit` stored ticks older than `before` (or the newest), newest first.
 
-    Walks back in contiguous windows, starting with one minute. A window that
-    comes back short sizes the next one from the density it saw (a little more
-    than the remaining ticks need, at most 32 times wider); an empty one asks
-    the index where older ticks resume and reaches a minute past that. So
-    each query sorts a bounded number of ticks and a page takes a few queries,
-    whatever the symbol's history holds.
+    Walks back in contiguous windows, one indexed query each. The first is sized from `per_ms`
+    (points per millisecond, e.g. the ring's density) or is one minute. A window that comes back
+    short sizes the next from the density it saw (a little more than the remaining ticks need, at
+    most 32 times wider); an empty one asks the index where older ticks resume (`_resume_from`).
+    So each query reads a bounded number of buckets and a page usually takes one query, whatever
+    the symbol's history holds.
     """
+    now = epoch_ms(datetime.now(UTC))
     if before is None:
-        upper, points = datetime.now(UTC) + timedelta(seconds=5), []
-    else:
-        upper = moment(before.timestamp)
-        points = _ties(symbol=symbol, at=upper, below_tick_id=before.tick_id, limit=limit)
-    width = FIRST_WINDOW
+        before = HistoryCursor(now + 5_000, "")  # "" sorts before any tick id
+    cursor = (before.timestamp, before.tick_id)
+    horizon = min(now - (settings.PRICE_HISTORY_RETENTION_DAYS + 2) * 86_400_000, before.timestamp)
+    high = before.timestamp + 1  # the cursor's own millisecond may hold older ties
+    width = FIRST_WINDOW_MS
+    if per_ms:
+        width = int(min(max(limit / per_ms * WINDOW_MARGIN, 1_000), MAX_FIRST_WINDOW_MS))
+    points: list[dict[str, Any]] = []
     for _ in range(MAX_WINDOWS):
-        if len(points) >= limit:
+        low = high - width
+        found = sorted(
+            (p for p in _points_ms(symbol, low, high) if _newest_first(p) < cursor), key=_newest_first, reverse=True
+        )
+        points += found[: limit - len(points)]
+        if len(points) >= limit or low <= 0:
             break
-        lower = upper - width
-        found = ticks_in_window(symbol=symbol, since=lower, until=upper, limit=limit - len(points))
-        points += found
         if found:
             growth = (limit - len(points)) / len(found) * WINDOW_MARGIN
-            upper, width = lower, width * min(MAX_WINDOW_GROWTH, max(1.0, growth))
+            high, width = low, int(width * min(MAX_WINDOW_GROWTH, max(1.0, growth)))
             continue
-        resume = _resume_point(symbol=symbol, before=lower)
+        resume = _resume_from(symbol=symbol, before=low, wanted=limit - len(points), horizon=min(horizon, low))
         if resume is None:
             break
-        upper, width = lower, (lower - resume) + FIRST_WINDOW
-    return points[:limit]
+        high, width = low, low - resume
+    return points
 
 
 def latest_stored_tick(symbol: str) -> Tick | None:
@@ -350,6 +360,24 @@ class HistoryPage:
     next_cursor: HistoryCursor | None
 
 
+def _ring_page(symbol: str, before: HistoryCursor | None, wanted: int) -> tuple[list[dict[str, Any]], float | None]:
+    """Up to `wanted` ring points after `before`, newest first, and the ring's density (points per ms).
+
+    The ring is newest first in (time, tick id) order (one server time per simulator batch, ids
+    rising within it), so the cursor's place is found by bisection: a page that starts below the
+    ring decodes two points, not the whole ring. The density sizes the first stored window."""
+    raw = redis_client().lrange(ring_key(symbol), 0, (wanted if before is None else settings.PRICE_RING_SIZE) - 1)
+    if not raw:
+        return [], None
+    first = 0
+    if before is not None:
+        first = bisect_left(range(len(raw)), True, key=lambda i: before.is_after(json.loads(raw[i])))
+    points = [json.loads(point) for point in raw[first : first + wanted]]
+    newest, oldest = json.loads(raw[0]), json.loads(raw[-1])
+    span = newest["timestamp"] - oldest["timestamp"]
+    return points, (len(raw) - 1) / span if span > 0 else None
+
+
 def tick_history(*, symbol: str, limit: int, before: HistoryCursor | None = None) -> HistoryPage:
     """A newest-first page of `limit` points after `before`; pages never repeat or skip (Property 37).
 
@@ -359,15 +387,12 @@ def tick_history(*, symbol: str, limit: int, before: HistoryCursor | None = None
     """
     wanted = limit + 1  # one more tells whether another page exists
     try:
-        if before is None:
-            points = _ring_points(symbol, wanted)
-        else:
-            points = [p for p in _ring_points(symbol) if before.is_after(p)][:wanted]
+        points, per_ms = _ring_page(symbol, before, wanted)
     except redis.RedisError as error:
         logger.warning("history of %s from MongoDB only: Redis failed (%s)", symbol, error)
-        points = []
+        points, per_ms = [], None
     if len(points) < wanted:
         resume = HistoryCursor.after(points[-1]) if points else before
-        points += stored_ticks_before(symbol=symbol, before=resume, limit=wanted - len(points))
+        points += stored_ticks_before(symbol=symbol, before=resume, limit=wanted - len(points), per_ms=per_ms)
     page = points[:limit]
     return HistoryPage(page, HistoryCursor.after(page[-1]) if len(points) > limit else None)

@@ -10,11 +10,9 @@ When the stream backlog passes `TICK_BACKLOG_LIMIT` the runner stops producing
 until the persister has caught up (Property 9): it slows down, never drops.
 """
 
-import dataclasses
 import json
 import logging
 import math
-import random
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+import numpy
 import redis
 
 from apps.core.backoff import backoff_delay
@@ -43,6 +42,7 @@ TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
 SIMULATED_SECONDS_PER_TICK = 60.0
 MIN_PRICE = 0.01
 LOT = 100
+ROUND_BLOCK = 1024  # ticks drawn at once
 
 
 @dataclass(frozen=True)
@@ -52,18 +52,13 @@ class SymbolSpec:
     initial_price: Decimal
 
 
-@dataclass
-class _SymbolState:
-    ticker: str
-    price: float  # unrounded, so small moves accumulate instead of rounding away
-    previous_close: float
-    volume: int
-    log_drift: float  # (mu - sigma^2 / 2) * dt
-    shock_scale: float  # sigma * sqrt(dt)
-
-
 class MarketSimulator:
-    """Ticks for `symbols` in round-robin order; reproducible from `seed` alone."""
+    """Ticks for `symbols` in round-robin order; reproducible from `seed` alone.
+
+    Rounds of steps are drawn and applied as arrays (numpy: one draw of shocks and volumes for a
+    block of rounds), then handed out one tick at a time: a tick costs its Tick object, not a
+    Python-level random draw, exp and round.
+    """
 
     def __init__(
         self, symbols: Sequence[SymbolSpec], *, seed: int, resume_from: Mapping[str, Tick] | None = None
@@ -71,38 +66,47 @@ class MarketSimulator:
         """`resume_from`: the last known tick per symbol (a restart continues there: no jump in any chart)."""
         if not symbols:
             raise ValueError("the simulator needs at least one symbol")
-        self._rng = random.Random(seed)
+        self._rng = numpy.random.Generator(numpy.random.PCG64(seed))
         dt = SIMULATED_SECONDS_PER_TICK / TRADING_SECONDS_PER_YEAR
-        self._states = []
-        for spec in symbols:
-            profile = SECTOR_PROFILES[spec.sector]
-            last = (resume_from or {}).get(spec.ticker)
-            price = last.price if last else float(spec.initial_price)
-            self._states.append(
-                _SymbolState(
-                    ticker=spec.ticker,
-                    price=price,
-                    previous_close=last.previous_close if last else round(price, 2),
-                    volume=last.volume if last else 0,
-                    log_drift=(profile.drift - profile.volatility**2 / 2) * dt,
-                    shock_scale=profile.volatility * math.sqrt(dt),
-                )
-            )
+        last = [(resume_from or {}).get(spec.ticker) for spec in symbols]
+        profiles = [SECTOR_PROFILES[spec.sector] for spec in symbols]
+        self._tickers = [spec.ticker for spec in symbols]
+        # unrounded prices, so small moves accumulate instead of rounding away
+        self._prices = numpy.array(
+            [t.price if t else float(s.initial_price) for t, s in zip(last, symbols, strict=True)]
+        )
+        self._closes = [t.previous_close if t else round(float(p), 2) for t, p in zip(last, self._prices, strict=True)]
+        self._volumes = numpy.array([t.volume if t else 0 for t in last], dtype=numpy.int64)
+        self._log_drift = numpy.array([(p.drift - p.volatility**2 / 2) * dt for p in profiles])  # (mu - sigma^2/2) dt
+        self._shock_scale = numpy.array([p.volatility * math.sqrt(dt) for p in profiles])  # sigma sqrt(dt)
+        self._block: list[Tick] = []
         self._next = 0
+
+    def _steps(self) -> list[Tick]:
+        """The next rounds of geometric Brownian motion steps, every symbol once a round, in listed order.
+
+        Enough rounds at once for about ROUND_BLOCK ticks, so numpy's per-call cost stays small per tick
+        even for a handful of symbols (the block is fixed: the same seed draws the same ticks)."""
+        count = len(self._tickers)
+        rounds = -(-ROUND_BLOCK // count)
+        shocks = self._rng.standard_normal((rounds, count))
+        prices = self._prices * numpy.exp(numpy.cumsum(self._log_drift + self._shock_scale * shocks, axis=0))
+        volumes = self._volumes + LOT * numpy.cumsum(self._rng.integers(1, 51, (rounds, count)), axis=0)
+        self._prices, self._volumes = prices[-1], volumes[-1]
+        shown = numpy.maximum(numpy.round(prices, 2), MIN_PRICE).ravel().tolist()
+        closes, tickers = self._closes * rounds, self._tickers * rounds
+        return [
+            Tick(symbol=ticker, price=price, previous_close=close, volume=volume, timestamp=0)
+            for ticker, price, close, volume in zip(tickers, shown, closes, volumes.ravel().tolist(), strict=True)
+        ]
 
     def next_tick(self) -> Tick:
         """The next tick (timestamp 0: the runner stamps server time when it sends it)."""
-        state = self._states[self._next]
-        self._next = (self._next + 1) % len(self._states)
-        state.price *= math.exp(state.log_drift + state.shock_scale * self._rng.gauss(0.0, 1.0))
-        state.volume += LOT * self._rng.randint(1, 50)
-        return Tick(
-            symbol=state.ticker,
-            price=max(MIN_PRICE, round(state.price, 2)),
-            previous_close=state.previous_close,
-            volume=state.volume,
-            timestamp=0,
-        )
+        if self._next == len(self._block):
+            self._block, self._next = self._steps(), 0
+        tick = self._block[self._next]
+        self._next += 1
+        return tick
 
     def paced(self, rate: float) -> Iterator[tuple[float, Tick]]:
         """Endless (due offset in seconds, tick) pairs at `rate` ticks per second."""
@@ -134,7 +138,7 @@ class RedisTickSink:
         stage_append(pipe, numbered)
         pipe.xlen(stream_key())
         replies = pipe.execute()
-        evicted = ring_evictions(replies[1 : 1 + ring_commands])
+        evicted = ring_evictions(replies[1]) if ring_commands else 0
         if evicted:
             RING_EVICTIONS.inc(evicted)
             self.eviction_log.record(evicted)
@@ -232,8 +236,8 @@ class TickRunner:
                 pending = next(source, None)
             stamped = self.now_ms()
             numbered = [
-                (self.tick_id(self.stats.ticks + i), dataclasses.replace(tick, timestamp=stamped))
-                for i, (_, tick) in enumerate(batch)
+                (self.tick_id(self.stats.ticks + i), Tick(t.symbol, t.price, t.previous_close, t.volume, stamped))
+                for i, (_, t) in enumerate(batch)
             ]
             self._deliver(numbered)
             if on_batch is not None:

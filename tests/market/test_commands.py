@@ -2,6 +2,7 @@ import json
 import time
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -10,7 +11,7 @@ from apps.core.redis import redis_client
 from apps.market.models import Symbol
 from apps.market.quotes import latest_quotes
 from apps.market.services import symbols_seed
-from apps.market.stream import stream_key
+from apps.market.stream import decode_entry, stream_key
 
 
 def run(name: str, *args: str) -> str:
@@ -27,9 +28,9 @@ def market(db: None) -> list[str]:
 
 
 def stream_ticks() -> list[tuple[str, str, int]]:
-    return [
-        (f[b"symbol"].decode(), f[b"price"].decode(), int(f[b"volume"])) for _, f in redis_client().xrange(stream_key())
-    ]
+    entries: Any = redis_client().xrange(stream_key())
+    ticks = [decode_entry(fields)[1] for _, fields in entries]
+    return [(tick.symbol, repr(tick.price), tick.volume) for tick in ticks]
 
 
 def test_run_market_sends_ticks_for_the_first_symbols_and_records_them(market: list[str], tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ from apps.market.stream import NumberedTick
 from apps.market.ticks import Tick
 
 GAPS_MS = st.sampled_from([0, 0, 1, 7, 900, 45_000, 400_000, 5_000_000])  # ties, ticks, pauses, hours
+# ... and bucket edges (30 s windows), and days (past the retention horizon of the test below)
+WALK_GAPS_MS = st.sampled_from([0, 1, 7, 900, 29_999, 30_000, 45_000, 400_000, 5_000_000, 200_000_000])
 
 
 def ticks_at(timestamps: list[int], *, symbol: str = "HIST", run: str = "r") -> list[NumberedTick]:
@@ -81,6 +83,35 @@ def test_history_pages_never_repeat_or_skip_while_ticks_arrive(
 
 
 @pytest.mark.django_db
+@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    gaps=st.lists(WALK_GAPS_MS, max_size=60),
+    position=st.integers(0, 60),
+    limit=st.integers(1, 50),
+    per_ms=st.one_of(st.none(), st.floats(1e-7, 5.0)),
+)
+def test_a_stored_page_is_exactly_the_newest_points_before_its_cursor_across_buckets_and_gaps(
+    settings: SettingsWrapper, gaps: list[int], position: int, limit: int, per_ms: float | None
+) -> None:
+    """Feature: trading-performance-optimization, Property 37: For any paginated query, the ordering should remain consistent across all page requests"""  # noqa: E501
+    # Any history (ties, bucket edges, gaps of minutes to days, history past the retention horizon the cleanup
+    # left behind), any cursor, any density hint: the stored walk returns exactly the next `limit` points.
+    settings.PRICE_HISTORY_RETENTION_DAYS = 1
+    TickBucket.collection().delete_many({})
+    ticks = ticks_at(timeline([0, *gaps], end_ms=int(datetime.now(UTC).timestamp() * 1000) - 60_000))
+    store_ticks(ticks)
+    order = sorted(ticks, key=lambda pair: (pair[1].timestamp, pair[0]), reverse=True)
+    ids = [tick_id for tick_id, _ in order]
+    if position >= len(order):
+        before, expected = None, ids[:limit]
+    else:
+        before = HistoryCursor(order[position][1].timestamp, order[position][0])
+        expected = ids[position + 1 : position + 1 + limit]
+    found = selectors.stored_ticks_before(symbol="HIST", before=before, limit=limit, per_ms=per_ms)
+    assert [point["tick_id"] for point in found] == expected
+
+
+@pytest.mark.django_db
 def test_the_latest_page_comes_from_the_ring_without_a_database_query(django_assert_max_num_queries: Any) -> None:
     ticks = ticks_at(timeline([1] * 30, end_ms=int(datetime.now(UTC).timestamp() * 1000)))
     RedisTickSink().write(ticks)
@@ -104,6 +135,7 @@ def test_history_is_served_from_mongodb_when_redis_is_down(monkeypatch: pytest.M
         raise redis.ConnectionError("Redis is down")
 
     monkeypatch.setattr(selectors, "_ring_points", broken)
+    monkeypatch.setattr(selectors, "_ring_page", broken)
     monkeypatch.setattr(selectors, "latest_quotes", broken)
     page = tick_history(symbol="HIST", limit=5)
     assert [p["tick_id"] for p in page.points] == newest_first(ticks)[:5]

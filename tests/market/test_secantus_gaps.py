@@ -38,7 +38,8 @@ def test_gap_orm_filters_scan_the_whole_collection(some_ticks: None) -> None:
 
 
 def test_gap_a_top_level_or_scans_the_whole_collection(some_ticks: None) -> None:
-    """Workaround: the keyset tie-break (same millisecond, smaller tick id) is a second query (selectors._ties)."""
+    """Workaround: the keyset tie-break (same millisecond, smaller tick id) is applied to the points of the first
+    window's buckets in Python (selectors.stored_ticks_before), never as an `$or` in the filter."""
     filter_ = {
         "symbol": "AAA",
         "start": {"$lte": NOW},

@@ -2,6 +2,7 @@ import io
 import itertools
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import redis
@@ -24,7 +25,8 @@ from apps.market.simulator import (
     read_recording,
     replay_schedule,
 )
-from apps.market.stream import stream_key
+from apps.market.stream import decode_entry, entry_text, stream_key
+from apps.market.ticks import Tick
 from apps.market.universe import generate_universe
 from tests.market.engine_fakes import DrainingStream, FakeClock, constant_rate, numbered_ticks
 
@@ -147,8 +149,8 @@ def test_one_batch_is_one_round_trip_writing_quote_ring_feed_and_stream() -> Non
     assert client.llen(ring_key("BBB")) == 3
     published = [message for message in (pubsub.get_message(timeout=1) for _ in range(6)) if message]
     assert [json.loads(m["data"])["price"] for m in published] == [t.price for _, t in ticks if t.symbol == "AAA"]
-    entries = client.xrange(stream_key())
-    assert [fields[b"tick_id"].decode() for _, fields in entries] == [tick_id for tick_id, _ in ticks]
+    entries: Any = client.xrange(stream_key())
+    assert [decode_entry(fields) for _, fields in entries] == ticks
     pubsub.close()
 
 
@@ -211,3 +213,10 @@ def test_a_recording_replays_the_same_ticks_in_the_same_order() -> None:
 def test_a_broken_recording_is_refused_naming_the_line(text: str, message: str) -> None:
     with pytest.raises(RecordingError, match=message):
         list(read_recording(io.StringIO(text)))
+
+
+def test_a_stream_entry_is_one_field_and_older_six_field_entries_still_decode() -> None:
+    tick = Tick("ODD|SYM", 101.25, 100.5, 4_200, 1_780_000_000_123)
+    assert decode_entry({b"t": entry_text("run-0000000007", tick).encode()}) == ("run-0000000007", tick)
+    older = {b"tick_id": b"run-0000000007", **{k.encode(): v.encode() for k, v in tick.as_fields().items()}}
+    assert decode_entry(older) == ("run-0000000007", tick)  # written before the upgrade, still pending
