@@ -4,7 +4,8 @@ The portfolio app appends (`apps/portfolio/events.py`: which events and what the
 delivers (`apps/market/feed/account.py`: one reader per web process routes them to that trader's
 sockets). Neither imports the other: they meet here, on plain frames.
 
-One `append` is one Lua call, so the three steps cannot be torn apart by a concurrent append:
+One `append` (of one or more events) is one Lua call, so its steps cannot be torn apart by a concurrent
+append:
 
 - `INCR` the trader's sequence number (kept without expiry: a number never goes back, so a client's
   "last seen" stays meaningful however long it was away);
@@ -20,10 +21,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
+import redis
 import redis.asyncio
 from django.conf import settings
+from redis.commands.core import Script
 
 from apps.core.redis import key, redis_client
 
@@ -31,11 +35,14 @@ FRAME_TYPE = "account"
 RESERVED_FIELDS = frozenset({"type", "seq"})
 
 _APPEND = """
-local seq = redis.call('INCR', KEYS[1])
-local frame = '{"type":"account","seq":' .. seq .. ',' .. ARGV[1]
-redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], seq .. '-0', 'f', frame)
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('PUBLISH', KEYS[3], ARGV[4] .. ' ' .. frame)
+local seq = 0
+for i = 4, #ARGV do
+  seq = redis.call('INCR', KEYS[1])
+  local frame = '{"type":"account","seq":' .. seq .. ',' .. ARGV[i]
+  redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[1], seq .. '-0', 'f', frame)
+  redis.call('PUBLISH', KEYS[3], ARGV[3] .. ' ' .. frame)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return seq
 """
 
@@ -63,13 +70,28 @@ def encode_body(fields: dict[str, Any]) -> str:
     return json.dumps(fields, separators=(",", ":"), allow_nan=False)[1:]
 
 
-def append(user_id: object, fields: dict[str, Any]) -> int:
-    """Number, store and publish one event of the user's; its sequence number. Raises redis.RedisError."""
-    script = redis_client().register_script(_APPEND)
+@cache
+def _append_script() -> Script:
+    return cast(Script, redis_client().register_script(_APPEND))
+
+
+def append(user_id: object, *events: dict[str, Any]) -> int:
+    """Number, store and publish the user's events, in order, in one round trip; the last one's number.
+
+    Raises redis.RedisError."""
+    script = _append_script()
     history_ms = settings.ACCOUNT_EVENTS_TTL_SECONDS * 1000
     keys = [sequence_key(user_id), history_key(user_id), channel()]
-    args: list[str | int] = [encode_body(fields), settings.ACCOUNT_EVENTS_HISTORY, history_ms, str(user_id)]
-    return int(script(keys=keys, args=args))
+    args: list[str | int] = [settings.ACCOUNT_EVENTS_HISTORY, history_ms, str(user_id)]
+    return int(script(keys=keys, args=[*args, *map(encode_body, events)]))
+
+
+def latest(user_id: object) -> int | None:
+    """The user's last sequence number (0: none yet); None when Redis cannot say."""
+    try:
+        return int(redis_client().get(sequence_key(user_id)) or 0)
+    except redis.RedisError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -76,34 +76,43 @@ def _fields(event: str, payload: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _send(user_id: str, event: str, fields: dict[str, Any]) -> None:
+def _send(user_id: str, events: list[dict[str, Any]]) -> None:
     try:
-        account_events.append(user_id, fields)
+        account_events.append(user_id, *events)
     except redis.RedisError:
-        ACCOUNT_EVENTS.labels(outcome="dropped").inc()
-        logger.warning("account event %s of user %s not published: Redis failed", event, user_id, exc_info=True)
+        ACCOUNT_EVENTS.labels(outcome="dropped").inc(len(events))
+        names = ", ".join(e["event"] for e in events)
+        logger.warning("account events (%s) of user %s not published: Redis failed", names, user_id, exc_info=True)
         return
-    ACCOUNT_EVENTS.labels(outcome="published").inc()
+    ACCOUNT_EVENTS.labels(outcome="published").inc(len(events))
+
+
+def publish_account_events(
+    trader_id: object, events: list[tuple[str, dict[str, Any]]], *, user_id: object | None = None
+) -> None:
+    """Announce `events` (name, payload), in order, to the trader's live connections once the current
+    transaction commits (at once outside one), in one Redis round trip. A payload holds the order's fields
+    (or `{"order": {...}}`), and `cash` / `buying_power` when known. `user_id` saves a lookup."""
+    for event, _payload in events:
+        if event not in EVENTS:
+            raise ValueError(f"event: expected one of {', '.join(sorted(EVENTS))}, got {event!r}")
+    fields = [_fields(event, payload) for event, payload in events]
+
+    def send() -> None:
+        user = str(user_id) if user_id is not None else _user_id(trader_id)
+        if user is None:
+            logger.warning("account events: trader %s has no user", trader_id)
+            return
+        _send(user, fields)
+
+    transaction.on_commit(send)
 
 
 def publish_account_event(
     trader_id: object, event: str, payload: dict[str, Any], *, user_id: object | None = None
 ) -> None:
-    """Announce `event` to the trader's live connections once the current transaction commits (at once
-    outside one). `payload`: the order's fields (or `{"order": {...}}`), and `cash` / `buying_power`
-    when known. `user_id` saves a lookup when the caller has it."""
-    if event not in EVENTS:
-        raise ValueError(f"event: expected one of {', '.join(sorted(EVENTS))}, got {event!r}")
-    fields = _fields(event, payload)
-
-    def send() -> None:
-        user = str(user_id) if user_id is not None else _user_id(trader_id)
-        if user is None:
-            logger.warning("account event %s: trader %s has no user", event, trader_id)
-            return
-        _send(user, event, fields)
-
-    transaction.on_commit(send)
+    """One event (see publish_account_events): the order paths' entry point."""
+    publish_account_events(trader_id, [(event, payload)], user_id=user_id)
 
 
 def order_fields(order: Order) -> dict[str, Any]:
@@ -124,10 +133,11 @@ def order_fields(order: Order) -> dict[str, Any]:
 
 def publish_market_order(order: Order) -> None:
     """A market order: accepted and filled at once (published in that order once its transaction commits)."""
-    user_id = order.trader.user_id
     fields = {**order_fields(order), "type": "market"}
-    publish_account_event(order.trader_id, "order_accepted", {**fields, "status": "accepted"}, user_id=user_id)
-    publish_account_event(order.trader_id, "order_filled", fields, user_id=user_id)
+    accepted = {**fields, "status": "accepted"}
+    publish_account_events(
+        order.trader_id, [("order_accepted", accepted), ("order_filled", fields)], user_id=order.trader.user_id
+    )
 
 
 def publish_invoice_ready(invoice: Invoice) -> None:

@@ -310,10 +310,10 @@ def _execute(ticket: _Ticket) -> Order:
     _move_shares(connection.get_collection(Holding._meta.db_table), ticket, session)
     code = invoice_code(order=ticket.order, number=number)  # needs the number: microseconds of CPU, no round trip
     Invoice.objects.create(order=ticket.order, trader_id=ticket.trader_id, number=number, verification_code=code)
-    publish_market_order(ticket.order)  # on commit, before the invoice job: "filled" precedes "invoice_ready"
     enqueue_on_commit(INVOICE_TASK, str(ticket.order.pk))
     user_id = ticket.order.trader.user_id
     invalidate_after_commit("profiles", [account_key(user_id), recent_orders_key(user_id)])
+    publish_market_order(ticket.order)  # on commit, once the cached account is dropped: a reader then sees it
     return ticket.order
 
 
