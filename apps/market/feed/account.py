@@ -259,6 +259,13 @@ class RedisAccountSource:
     async def history(self, user_id: str, after: int) -> History:
         return await account_events.history_after(self._client, user_id, after)
 
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await self._pubsub.aclose()
+        await self._client.aclose()
+
     async def latest(self, user_id: str) -> int:
         return int(await self._client.get(account_events.sequence_key(user_id)) or 0)
 
