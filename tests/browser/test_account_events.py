@@ -62,10 +62,13 @@ def test_an_order_placed_elsewhere_appears_in_the_open_page_at_once(
     assert page.evaluate("window.__samePage") is True
 
 
-def test_the_ticket_shows_each_types_fields_and_the_apis_refusal_by_its_field(dashboard: Page, market: list[str]) -> None:
+def test_the_ticket_shows_each_types_fields_and_the_apis_refusal_by_its_field(
+    dashboard: Page, market: list[str]
+) -> None:
     page = dashboard
     open_symbol(page, first_visible_symbol(page), 20.0)
-    rows = {name: page.locator(f"#ticket [data-field-row={name}]") for name in ("limit_price", "stop_price", "time_in_force")}
+    names = ("limit_price", "stop_price", "time_in_force")
+    rows = {name: page.locator(f"#ticket [data-field-row={name}]") for name in names}
     shown = {
         "market": set(),
         "limit": {"limit_price", "time_in_force"},
@@ -75,7 +78,10 @@ def test_the_ticket_shows_each_types_fields_and_the_apis_refusal_by_its_field(da
     for order_type, fields in shown.items():
         page.select_option("#order-type", order_type)
         for name, row in rows.items():
-            expect(row).to_be_visible() if name in fields else expect(row).to_be_hidden()
+            if name in fields:
+                expect(row).to_be_visible()
+            else:
+                expect(row).to_be_hidden()
     page.select_option("#order-type", "limit")
     page.fill("#limit-price", "-3")
     page.click("#place-order")

@@ -240,7 +240,9 @@ class RedisAccountSource:
         failures = 0
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                # Blocking (no timeout): on Python 3.11 a read timeout expiring together with the task's
+                # cancellation can swallow the cancellation, and the loop would never end.
+                message = await self._pubsub.get_message(timeout=None)
             except Exception:  # a lost connection: redis-py reconnects and subscribes again on the next read
                 logger.warning("account events: reading Redis pub/sub failed; retrying", exc_info=True)
                 await asyncio.sleep(backoff_delay(failures, base=0.1, maximum=2.0))
