@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.core import account_events
+from apps.core.redis import redis_client
 from apps.market.feed.account import AccountRouter, AccountSubscriber, RedisAccountSource
 
 TRADERS = 2
@@ -75,6 +76,17 @@ actions = st.lists(
 )
 
 
+def drop_subscription(source: RedisAccountSource) -> None:
+    """Redis closes the source's pub/sub connection, as a restart or a network cut would (CLIENT KILL)."""
+    writer = getattr(source._pubsub.connection, "_writer", None)
+    if writer is None:
+        return
+    port = writer.get_extra_info("sockname")[1]
+    for client in redis_client().client_list(_type="pubsub"):
+        if client["addr"].endswith(f":{port}"):
+            redis_client().client_kill_filter(_id=client["id"])
+
+
 async def quiet(condition: object, what: str) -> None:
     deadline = time.monotonic() + QUIET_TIMEOUT_SECONDS
     while not condition():  # type: ignore[operator]
@@ -107,8 +119,8 @@ async def play(steps: list[Action]) -> tuple[list[Client], list[int]]:
             elif action == "drop" and client.subscriber is not None:
                 router.detach(client.subscriber)  # whatever was in flight to it is lost with it
                 client.subscriber, client.resuming = None, False
-            elif action == "cut":  # the pub/sub connection drops: redis-py subscribes again, the router catches up
-                await source._pubsub.connection.disconnect()  # type: ignore[union-attr]
+            elif action == "cut":  # Redis drops the subscription: redis-py subscribes again, the router catches up
+                drop_subscription(source)
         for client in clients:
             await connect(client)
         await quiet(lambda: all(c.last == published[i] for i, c in enumerate(clients)), "clients caught up")
@@ -150,3 +162,37 @@ def test_property_46_with_a_short_history_what_is_missing_is_announced_never_sil
         assert client.delivered == sorted(set(client.delivered))
         assert sorted(client.delivered + client.announced_lost) == list(range(1, total + 1))
         assert client.foreign == []
+
+
+def test_an_event_published_while_the_subscription_is_down_arrives_once_it_is_back() -> None:
+    """Redis drops the reader's subscription and an event is published before redis-py subscribes again:
+    the router catches every connection up from the history when the subscription is confirmed again."""
+
+    async def main() -> tuple[list[int], int]:
+        source = RedisAccountSource()
+        router = AccountRouter(source)
+        resyncs = 0
+        catch_up = router.resync
+
+        def counted() -> None:
+            nonlocal resyncs
+            resyncs += 1
+            catch_up()
+
+        router.resync = counted  # type: ignore[method-assign]
+        owner = f"p46-{uuid.uuid4().hex}"
+        client = Client(owner=owner, router=router)
+        try:
+            client.subscriber = await router.attach(client, owner)
+            await quiet(lambda: client.last == 0 and not client.subscriber.ops, "ready")  # type: ignore[union-attr]
+            drop_subscription(source)
+            account_events.append(owner, {"event": "order_filled", "owner": owner})  # nobody is subscribed
+            await quiet(lambda: client.last == 1, "caught up")
+            return client.delivered, resyncs
+        finally:
+            router.detach(client.subscriber)  # type: ignore[arg-type]
+            await source.close()
+
+    delivered, resyncs = asyncio.run(main())
+    assert delivered == [1]
+    assert resyncs == 1

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PENDING = 256  # queued operations per connection before they collapse into one catch-up
 LISTEN_TIMEOUT_SECONDS = 2.0
+CLOSE_WAIT_SECONDS = 1.0
 
 Op = tuple[Any, ...]  # ("ready",) | ("resume", after) | ("event", seq, frame) | ("catch_up",)
 
@@ -244,6 +245,8 @@ class RedisAccountSource:
                 # cancellation can swallow the cancellation, and the loop would never end.
                 message = await self._pubsub.get_message(timeout=None)
             except Exception:  # a lost connection: redis-py reconnects and subscribes again on the next read
+                if _cancelled():
+                    raise asyncio.CancelledError from None  # redis-py turned our cancellation into an error
                 logger.warning("account events: reading Redis pub/sub failed; retrying", exc_info=True)
                 await asyncio.sleep(backoff_delay(failures, base=0.1, maximum=2.0))
                 failures += 1
@@ -262,14 +265,22 @@ class RedisAccountSource:
         return await account_events.history_after(self._client, user_id, after)
 
     async def close(self) -> None:
+        """Stop reading and give the connections back (tests; a server process reads until it exits)."""
         if self._reader is not None:
             self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-        await self._pubsub.aclose()
+            await asyncio.wait({self._reader}, timeout=CLOSE_WAIT_SECONDS)
+        await self._pubsub.aclose()  # a read still blocked fails now, and the reader sees its cancellation
+        if self._reader is not None:
+            await asyncio.wait({self._reader}, timeout=CLOSE_WAIT_SECONDS)
         await self._client.aclose()
 
     async def latest(self, user_id: str) -> int:
         return int(await self._client.get(account_events.sequence_key(user_id)) or 0)
+
+
+def _cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 _routers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AccountRouter] = weakref.WeakKeyDictionary()
