@@ -184,7 +184,7 @@ def test_an_event_published_while_the_subscription_is_down_arrives_once_it_is_ba
         client = Client(owner=owner, router=router)
         try:
             client.subscriber = await router.attach(client, owner)
-            await quiet(lambda: client.last == 0 and not client.subscriber.ops, "ready")  # type: ignore[union-attr]
+            await quiet(lambda: client.last == 0 and not client.subscriber.ops, "ready")
             drop_subscription(source)
             account_events.append(owner, {"event": "order_filled", "owner": owner})  # nobody is subscribed
             await quiet(lambda: client.last == 1, "caught up")
