@@ -187,7 +187,9 @@ def test_an_event_published_while_the_subscription_is_down_arrives_once_it_is_ba
             await quiet(lambda: client.last == 0 and not client.subscriber.ops, "ready")
             drop_subscription(source)
             account_events.append(owner, {"event": "order_filled", "owner": owner})  # nobody is subscribed
-            await quiet(lambda: client.last == 1, "caught up")
+            # Redis may close the killed connection after the publish reached it: then the event comes live
+            # and the catch-up after resubscribing finds nothing new. Either way: once, and a catch-up.
+            await quiet(lambda: client.last == 1 and resyncs == 1, "caught up")
             return client.delivered, resyncs
         finally:
             router.detach(client.subscriber)  # type: ignore[arg-type]
