@@ -39,6 +39,7 @@ export function startAccountPanel({ $, boot, store, say, api, stats }) {
   const sequence = new AccountSequence(Number.isInteger(boot.account_seq) ? boot.account_seq : null);
   const readyInvoices = new Set();
   const account = { seq: null, events: [], refreshes: 0 };
+  const loadOpenOrders = startOpenOrders({ $, store, say, api });
   stats.account = account;
   let socketSend = () => {};
 
@@ -48,11 +49,6 @@ export function startAccountPanel({ $, boot, store, say, api, stats }) {
       .then((portfolio) => store.set("portfolio", portfolio))
       .catch((error) => say(`Could not refresh the portfolio: ${error.message}`));
   }, 100);
-
-  async function loadOpenOrders() {
-    const page = await api.get(OPEN_ORDERS_PATH);
-    store.set("openOrders", listOf(page).filter(isOpenOrder));
-  }
 
   // Events were lost (the history moved on): everything the events would have changed, from the API.
   async function refreshAll() {
@@ -92,6 +88,24 @@ export function startAccountPanel({ $, boot, store, say, api, stats }) {
     if (status !== "live") sequence.disconnected();
   }
 
+  return {
+    onFrame,
+    onStatus,
+    setOrders,
+    loadOpenOrders,
+    useSocket: (send) => {
+      socketSend = send;
+    },
+  };
+}
+
+// The open-orders panel: loaded once at start (and after a refresh), cancel buttons; events keep it current.
+function startOpenOrders({ $, store, say, api }) {
+  async function loadOpenOrders() {
+    const page = await api.get(OPEN_ORDERS_PATH);
+    store.set("openOrders", listOf(page).filter(isOpenOrder));
+  }
+
   store.subscribe("openOrders", (orders) => renderOpenOrders($("open-orders"), orders));
   renderOpenOrders($("open-orders"), store.get("openOrders"));
   $("open-orders").addEventListener("click", (event) => {
@@ -113,13 +127,5 @@ export function startAccountPanel({ $, boot, store, say, api, stats }) {
   }
 
   loadOpenOrders().catch((error) => say(`Could not load the open orders: ${error.message}`));
-  return {
-    onFrame,
-    onStatus,
-    setOrders,
-    loadOpenOrders,
-    useSocket: (send) => {
-      socketSend = send;
-    },
-  };
+  return loadOpenOrders;
 }

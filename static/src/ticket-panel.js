@@ -4,13 +4,15 @@
 import { formatMoney, formatPercent, formatPrice, formatSigned, signClass } from "./format.js";
 import { fieldErrors, orderBody, validateOrder, visibleFields } from "./order-form.js";
 
-export function startTicketPanel({ $, quotes, store, say, api, chart }, { resubscribe, account }) {
+export function startTicketPanel(page, { resubscribe, account }) {
+  const { $, quotes, store, chart } = page;
+  const ticket = startOrderTicket(page, { account });
   function showQuote(symbol) {
     const q = quotes.get(symbol);
     $("symbol-quote").innerHTML = q
       ? `<strong>${formatPrice(q.price)}</strong> <span class="${signClass(q.change)}">${formatSigned(q.change)} (${formatPercent(q.change_percent)})</span>`
       : "";
-    updatePreview();
+    ticket.updatePreview();
   }
 
   store.subscribe("selected", (symbol) => {
@@ -25,19 +27,23 @@ export function startTicketPanel({ $, quotes, store, say, api, chart }, { resubs
 
   $("chart-older").addEventListener("click", () => chart.loadOlder());
 
-  const ticket = $("ticket");
-  function values() {
-    const field = (name) => ticket.elements[name]?.value;
-    return {
-      symbol: store.get("selected"),
-      side: field("side"),
-      type: field("type") ?? "market",
-      quantity: field("quantity"),
-      limit_price: field("limit_price"),
-      stop_price: field("stop_price"),
-      time_in_force: field("time_in_force") ?? "day",
-    };
+  // A batch of quote changes: the open symbol's chart and quote follow it.
+  function onChanges(changes) {
+    const selected = store.get("selected");
+    if (changes.has(selected)) {
+      chart.push(quotes.get(selected));
+      showQuote(selected);
+    }
   }
+
+  return { onChanges };
+}
+
+// The order ticket: the fields of the chosen type, checks before sending, the API's refusals by field, and
+// one refresh of the account after an order (later changes arrive as account events).
+function startOrderTicket({ $, quotes, store, say, api }, { account }) {
+  const ticket = $("ticket");
+  const values = () => ticketValues(ticket, store.get("selected"));
 
   function updatePreview() {
     const { symbol, side, type, quantity, limit_price } = values();
@@ -57,11 +63,7 @@ export function startTicketPanel({ $, quotes, store, say, api, chart }, { resubs
     updatePreview();
   }
 
-  function showErrors(errors) {
-    for (const element of ticket.querySelectorAll("[data-error-for]")) {
-      element.textContent = errors[element.dataset.errorFor] ?? "";
-    }
-  }
+  const showErrors = (errors) => showFieldErrors(ticket, errors);
 
   ticket.addEventListener("input", updatePreview);
   ticket.elements.type?.addEventListener("change", showFields);
@@ -101,15 +103,6 @@ export function startTicketPanel({ $, quotes, store, say, api, chart }, { resubs
     }
   }
 
-  function placedMessage(order, result) {
-    const price = result?.price ?? result?.trade?.price;
-    if (order.type === "market" || result?.status === "filled") {
-      const verb = order.side === "buy" ? "Bought" : "Sold";
-      return `${verb} ${order.quantity} ${order.symbol}${price ? ` at ${formatPrice(price)}` : ""}.`;
-    }
-    return `${order.side === "buy" ? "Buy" : "Sell"} ${order.quantity} ${order.symbol} placed (${order.type.replace("_", " ")}).`;
-  }
-
   // After an order: the new cash and holdings, the trades and the open orders. No polling: the invoice's
   // readiness (and later fills) arrive as account events on the feed socket.
   async function refreshAccount(result) {
@@ -119,15 +112,36 @@ export function startTicketPanel({ $, quotes, store, say, api, chart }, { resubs
     if (result?.status !== "filled") await account.loadOpenOrders();
   }
 
-  // A batch of quote changes: the open symbol's chart and quote follow it.
-  function onChanges(changes) {
-    const selected = store.get("selected");
-    if (changes.has(selected)) {
-      chart.push(quotes.get(selected));
-      showQuote(selected);
-    }
-  }
-
   showFields();
-  return { onChanges };
+  return { updatePreview };
+}
+
+function placedMessage(order, result) {
+  const price = result?.price ?? result?.trade?.price;
+  if (order.type === "market" || result?.status === "filled") {
+    const verb = order.side === "buy" ? "Bought" : "Sold";
+    return `${verb} ${order.quantity} ${order.symbol}${price ? ` at ${formatPrice(price)}` : ""}.`;
+  }
+  return `${order.side === "buy" ? "Buy" : "Sell"} ${order.quantity} ${order.symbol} placed (${order.type.replace("_", " ")}).`;
+}
+
+// What the ticket holds (fields a type hides keep their values but are not sent).
+function ticketValues(ticket, symbol) {
+  const field = (name) => ticket.elements[name]?.value;
+  return {
+    symbol,
+    side: field("side"),
+    type: field("type") ?? "market",
+    quantity: field("quantity"),
+    limit_price: field("limit_price"),
+    stop_price: field("stop_price"),
+    time_in_force: field("time_in_force") ?? "day",
+  };
+}
+
+// Each field's message under it (none: cleared).
+function showFieldErrors(ticket, errors) {
+  for (const element of ticket.querySelectorAll("[data-error-for]")) {
+    element.textContent = errors[element.dataset.errorFor] ?? "";
+  }
 }
