@@ -122,6 +122,10 @@ HEALTH_TIMEOUT_SECONDS = 1.5
 # The live feed closes a WebSocket whose socket took no frame for this long (apps/market/feed/hub.py):
 # a client that stopped reading costs its subscriptions only until then.
 WS_SEND_STALL_SECONDS = float(non_negative_decimal("WS_SEND_STALL_SECONDS", "10"))
+# A trader's own events on the feed (apps/core/account_events.py): how many the history keeps for a
+# reconnecting client to resume from, and how long an idle trader's history lives.
+ACCOUNT_EVENTS_HISTORY = positive_int("ACCOUNT_EVENTS_HISTORY", 500)
+ACCOUNT_EVENTS_TTL_SECONDS = positive_int("ACCOUNT_EVENTS_TTL_SECONDS", 86_400)
 HEALTH_CACHE_SECONDS = positive_int("HEALTH_CACHE_SECONDS", 5)  # /healthz reuses its checks this long
 
 # Admission control (apps/core/admission.py): HTTP requests one server process serves at once;

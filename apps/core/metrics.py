@@ -35,6 +35,8 @@ WS_CONFLATED = Counter("trading_ws_conflated_total", "Updates replaced by a newe
 WS_ERRORS = Counter("trading_ws_errors_total", "Error frames sent to clients", ["code"])
 WS_STALLED_CLOSED = Counter("trading_ws_stalled_closed_total", "Connections closed for taking no frame in time")
 WS_BATCH_WINDOW = Gauge("trading_ws_batch_window_seconds", "Current batch window", multiprocess_mode="max")
+ACCOUNT_EVENTS = Counter("trading_account_events_total", "Traders' own events published or dropped", ["outcome"])
+ACCOUNT_FRAMES = Counter("trading_account_frames_total", "Account frames sent to connections, by kind", ["kind"])
 
 # --- API, cache, database ------------------------------------------------------------
 API_LATENCY = Histogram(

@@ -15,6 +15,7 @@ from django.contrib.auth.models import User
 
 from apps.analytics.schemas import AnalyticsOut
 from apps.analytics.selectors import analytics_summary
+from apps.core import account_events
 from apps.core.clock import now_ms
 from apps.leaderboard.selectors import leaderboard_top
 from apps.market.feed.protocol import MAX_SYMBOLS_PER_CONNECTION
@@ -82,7 +83,11 @@ def _analytics() -> dict[str, Any]:
 
 
 def dashboard_bootstrap(*, user: User) -> dict[str, Any]:
-    """The first screen: market with quotes, the trader's portfolio and orders, leaderboard, analytics."""
+    """The first screen: market with quotes, the trader's portfolio and orders, leaderboard, analytics.
+
+    `account_seq`, read before the account, is the trader's last event number the page's data includes:
+    the page resumes its account events after it (None: Redis could not say; the socket's ready frame then)."""
+    account_seq = account_events.latest(user.pk)
     portfolio = PortfolioOut.model_validate(portfolio_for(trader_for_user(user)), from_attributes=True)
     return {
         "user": {"username": user.get_username(), "is_staff": user.is_staff},
@@ -95,6 +100,7 @@ def dashboard_bootstrap(*, user: User) -> dict[str, Any]:
         "websocket_path": WEBSOCKET_PATH,
         "max_subscriptions": MAX_SYMBOLS_PER_CONNECTION,
         "server_time": now_ms(),
+        "account_seq": account_seq,
     }
 
 

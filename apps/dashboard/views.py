@@ -36,6 +36,7 @@ class BootstrapOut(Schema):
     websocket_path: str
     max_subscriptions: int
     server_time: int
+    account_seq: int | None = None
 
 
 class ChartPath(Schema):

@@ -21,6 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from apps.core.metrics import WS_CONNECTIONS
 from apps.core.tokens import user_for_token
+from apps.market.feed.account import AccountSubscriber, account_router
 from apps.market.feed.hub import market_hub
 from apps.market.feed.session import FeedSession
 from apps.market.feed.symbols import ticker_directory
@@ -50,6 +51,7 @@ def offered_token(subprotocols: list[str]) -> str | None:
 class MarketFeedConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = WITHOUT_CHANNEL_LAYER
     session: FeedSession | None = None
+    account: AccountSubscriber | None = None  # a signed-in connection's own events (feed/account.py)
     _server_send: Any = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -74,7 +76,11 @@ class MarketFeedConsumer(AsyncWebsocketConsumer):
             self.scope["user"] = user
         self._server_send = self.scope.get(SERVER_SEND, self.base_send)
         await self.accept(subprotocol=BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offers else None)
-        self.session = FeedSession(hub=market_hub(), connection=self, tickers=ticker_directory())
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            self.account = await account_router().attach(self, user.pk)
+        resume = None if self.account is None else self._resume_account
+        self.session = FeedSession(hub=market_hub(), connection=self, tickers=ticker_directory(), resume_account=resume)
         WS_CONNECTIONS.inc()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -89,7 +95,14 @@ class MarketFeedConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         await self._end_session()
 
+    def _resume_account(self, after: int) -> None:
+        if self.account is not None:
+            account_router().resume(self.account, after)
+
     async def _end_session(self) -> None:
+        account, self.account = self.account, None
+        if account is not None:
+            account_router().detach(account)
         session, self.session = self.session, None
         if session is not None:
             WS_CONNECTIONS.dec()

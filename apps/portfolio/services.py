@@ -35,6 +35,7 @@ from apps.core.locks import LockTimeout, one_at_a_time
 from apps.core.metrics import ORDER_CONFLICTS, ORDER_QUEUE_WAIT, OUTBOX_RESENT
 from apps.core.tokens import token_create
 from apps.market.selectors import latest_prices, symbol_by_ticker
+from apps.portfolio.events import publish_invoice_ready, publish_market_order
 from apps.portfolio.invoices import invoice_code
 from apps.portfolio.models import Holding, Invoice, Order, Side, Trader
 from apps.portfolio.selectors import account_key, order_by_client_order_id, recent_orders_key
@@ -312,6 +313,7 @@ def _execute(ticket: _Ticket) -> Order:
     enqueue_on_commit(INVOICE_TASK, str(ticket.order.pk))
     user_id = ticket.order.trader.user_id
     invalidate_after_commit("profiles", [account_key(user_id), recent_orders_key(user_id)])
+    publish_market_order(ticket.order)  # on commit, once the cached account is dropped: a reader then sees it
     return ticket.order
 
 
@@ -413,6 +415,8 @@ def invoice_mark_ready(*, invoice: Invoice, pdf: bytes) -> bool:
         {"order_id": invoice.order_id, "status": {"$in": unfinished}},
         {"$set": {"status": Invoice.Status.READY, "pdf": pdf, "ready_at": timezone.now()}},
     )
+    if result.modified_count == 1:
+        publish_invoice_ready(invoice)
     return result.modified_count == 1
 
 

@@ -59,5 +59,6 @@ export function createApi({ csrfToken, retries = 3, onRetry = () => {} }) {
   return {
     get: (path) => request(path),
     post: (path, body) => request(path, { method: "POST", body }),
+    del: (path) => request(path, { method: "DELETE" }),
   };
 }

@@ -1,8 +1,9 @@
 // Entry point of the dashboard bundle (esbuild -> static/dist/app.js).
 // Load: the first screen's data is embedded in the page (no API call), then one WebSocket.
-// Each panel is a module (market-panel, feed-panel, ticket-panel, side-panels); this file shares the
+// Each panel is a module (market-panel, feed-panel, ticket-panel, side-panels, account-panel); this file shares the
 // page's state between them and wires their hooks together.
 
+import { startAccountPanel } from "./account-panel.js";
 import { createApi } from "./api.js";
 import { SymbolChart } from "./chart.js";
 import { startFeed } from "./feed-panel.js";
@@ -32,6 +33,7 @@ function pageContext(root) {
   const store = createStore({
     portfolio: boot.portfolio,
     orders: boot.orders,
+    openOrders: [],
     leaderboard: boot.leaderboard,
     analytics: boot.analytics,
     watchlist: readWatchlist(),
@@ -57,16 +59,21 @@ function startDashboard(root) {
   let feed = null;
   const resubscribe = () => feed.resubscribe();
   const market = startMarketPanel(page, { resubscribe });
-  const ticket = startTicketPanel(page, { resubscribe });
+  const account = startAccountPanel(page);
+  const ticket = startTicketPanel(page, { resubscribe, account });
   const side = startSidePanels(page, { resubscribe });
   feed = startFeed(page, {
     visibleSymbols: market.visibleSymbols,
+    onAccount: account.onFrame,
+    onStatus: account.onStatus,
     onChanges: (changes) => {
       market.table.applyChanges(changes);
       ticket.onChanges(changes);
       side.onChanges(changes);
     },
   });
+
+  account.useSocket((message) => feed.socket.send(message));
 
   document.querySelector("[data-action=toggle-theme]")?.addEventListener("click", () => {
     toggleTheme();

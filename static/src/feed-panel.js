@@ -13,13 +13,21 @@ const NOTICES = {
 export const holdingSymbols = (store) => listOf(store.get("portfolio")?.holdings).map((h) => h.symbol);
 
 // `visibleSymbols()` names the rows in view; `onChanges(changes)` shows each applied batch of quote changes.
-export function startFeed({ $, boot, naive, stats, quotes, trends, store, say }, { visibleSymbols, onChanges }) {
+// `onAccount(frame)` gets the trader's own events, `onStatus(status)` the connection's state.
+export function startFeed(
+  { $, boot, naive, stats, quotes, trends, store, say },
+  { visibleSymbols, onChanges, onAccount, onStatus },
+) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const socket = new MarketSocket({
     url: `${scheme}//${location.host}${boot.websocket_path}`,
     maxSymbols: boot.max_subscriptions,
     onUpdates: receive,
-    onStatus: showStatus,
+    onStatus: (status) => {
+      showStatus(status);
+      onStatus?.(status);
+    },
+    onAccount,
     onError: (message) => console.warn("feed:", message.code, message.message),
     onNotice: showNotice,
   });

@@ -41,12 +41,21 @@ export function renderPortfolio(element, portfolio, quotes) {
     .join("");
   element.innerHTML =
     `<dl class="figures"><div><dt>Cash</dt><dd data-field="cash">${formatMoney(v.cash)}</dd></div>` +
+    buyingPower(portfolio) +
     `<div><dt>Holdings</dt><dd>${formatMoney(v.invested)}</dd></div>` +
     `<div><dt>Total</dt><dd>${formatMoney(v.total)}</dd></div>` +
     `<div><dt>P&amp;L</dt><dd class="${signClass(v.pnl)}" data-field="pnl">${formatSigned(v.pnl)}</dd></div></dl>` +
     (rows
       ? `<table class="small" data-role="holdings"><thead><tr><th>Symbol</th><th class="num">Qty</th><th class="num">Avg</th><th class="num">Last</th><th class="num">Value</th><th class="num">P&amp;L</th></tr></thead><tbody>${rows}</tbody></table>`
       : `<p class="muted" data-role="holdings">No holdings yet: open a symbol and buy.</p>`);
+}
+
+// Cash less what resting orders reserve (shown once the API reports it).
+function buyingPower(portfolio) {
+  if (portfolio.buying_power === undefined || portfolio.buying_power === null) return "";
+  const reserved = Number(portfolio.reserved_cash ?? 0);
+  const title = reserved ? ` title="${escapeHtml(`${formatMoney(reserved)} reserved by open orders`)}"` : "";
+  return `<div><dt>Buying power</dt><dd data-field="buying_power"${title}>${formatMoney(portfolio.buying_power)}</dd></div>`;
 }
 
 export function renderOrders(element, orders) {

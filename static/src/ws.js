@@ -1,16 +1,26 @@
-// The market feed: one WebSocket, the wanted symbols kept subscribed across reconnects.
+// The market feed: one WebSocket, the wanted symbols kept subscribed across reconnects; a signed-in
+// trader's own events (`account_*` frames) arrive on it too and go to `onAccount`.
 
 import { backoffDelay } from "./backoff.js";
 
 const PING_EVERY_MS = 25000;
 
 export class MarketSocket {
-  constructor({ url, onUpdates, onStatus, onError = () => {}, onNotice = () => {}, maxSymbols = 200 }) {
+  constructor({
+    url,
+    onUpdates,
+    onStatus,
+    onError = () => {},
+    onNotice = () => {},
+    onAccount = () => {},
+    maxSymbols = 200,
+  }) {
     this.url = url;
     this.onUpdates = onUpdates;
     this.onStatus = onStatus;
     this.onError = onError;
     this.onNotice = onNotice; // the server telling this client about its feed, e.g. {"code": "updates_conflated"}
+    this.onAccount = onAccount;
     this.maxSymbols = maxSymbols;
     this.wanted = new Set();
     this.subscribed = new Set(); // what the server has been told on the current connection
@@ -48,6 +58,7 @@ export class MarketSocket {
       return;
     }
     if (message.type === "stock_updates" && Array.isArray(message.updates)) this.onUpdates(message.updates, message);
+    else if (typeof message.type === "string" && message.type.startsWith("account")) this.onAccount(message);
     else if (message.type === "error") this.onError(message);
     else if (message.type === "notice" && typeof message.code === "string") this.onNotice(message);
   }

@@ -154,8 +154,8 @@ def test_the_order_transaction_reads_a_snapshot_and_commits_with_majority(market
     written = {next(iter(d)) for d in in_transaction} - {"commitTransaction"}
     assert written >= {"findAndModify", "insert"}
     # The trader's lock (SET NX), the price (one MGET), after commit the invalidation of the cached
-    # account and order list (one pipelined DEL), and the lock's release.
-    assert counted.redis_calls == 4
+    # account and order list (one pipelined DEL), the trader's two events (one script call), and the lock's release.
+    assert counted.redis_calls == 5
 
 
 def test_an_order_costs_five_mongodb_round_trips_all_inside_its_transaction(market, make_trader, round_trips) -> None:

@@ -7,7 +7,8 @@ Server frames are packed as strings for speed (frames.py: a tick is serialised o
 however many connections receive it); tests/market/test_feed_contract.py checks every
 packed frame against the models here, and docs/feed-schema.json is their JSON Schema
 (`feed_json_schema()`; the same test keeps the file current). The browser (static/src/ws.js)
-reads the same names: `stock_updates`, `updates`, `error`.
+reads the same names: `stock_updates`, `updates`, `error`, and the trader's own `account` frames
+(apps/market/feed/account.py).
 """
 
 import json
@@ -15,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, TypeAdapter, ValidationError
 
 MAX_MESSAGE_CHARS = 16_384  # 200 tickers of 10 characters fit many times over
 MAX_SYMBOLS_PER_CONNECTION = 200
@@ -23,6 +24,8 @@ MESSAGES_PER_SECOND = 10
 # Sustained abuse: this many refused messages within ABUSE_WINDOW_SECONDS closes the socket with 1008.
 ABUSE_STRIKES = 30
 ABUSE_WINDOW_SECONDS = 10.0
+MAX_SEQUENCE = 2**53 - 1  # what a browser's numbers hold exactly
+AccountEventName = Literal["order_accepted", "order_filled", "order_cancelled", "order_expired", "invoice_ready"]
 
 Ticker = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=1, max_length=10)]
 
@@ -52,8 +55,20 @@ class Ping(_Message):
     type: Literal["ping"]
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping
-_MESSAGE_TYPES: dict[str, type[_Message]] = {"subscribe": Subscribe, "unsubscribe": Unsubscribe, "ping": Ping}
+class AccountResume(_Message):
+    """A signed-in client's last account event: the server sends every event after it, then the live ones."""
+
+    type: Literal["account_resume"]
+    after: StrictInt = Field(ge=0, le=MAX_SEQUENCE, description="The last `seq` the client received (0: none)")
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | AccountResume
+_MESSAGE_TYPES: dict[str, type[_Message]] = {
+    "subscribe": Subscribe,
+    "unsubscribe": Unsubscribe,
+    "ping": Ping,
+    "account_resume": AccountResume,
+}
 
 
 # --- Server frames ------------------------------------------------------------------------
@@ -100,7 +115,38 @@ class ErrorFrame(_Frame):
     timestamp: int
 
 
-ServerFrame = StockUpdates | Subscriptions | ErrorFrame
+class AccountReady(_Frame):
+    """First frame of a signed-in connection: its trader's latest event number; events after it follow."""
+
+    type: Literal["account_ready"]
+    seq: int = Field(ge=0)
+    timestamp: int
+
+
+class AccountEvent(_Frame):
+    """One of the trader's own events, numbered per trader from 1 without gaps; the payload follows the
+    envelope (the order's fields, `cash` and `buying_power` when known)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    type: Literal["account"]
+    seq: int = Field(ge=1)
+    event: AccountEventName
+    timestamp: int
+
+
+class AccountGap(_Frame):
+    """Events after `after` up to `next` - 1 can no longer be sent (the bounded history moved on, or the
+    numbers started again): refresh from the API, then continue from `next`."""
+
+    type: Literal["account_gap"]
+    after: int
+    next: int
+    message: str
+    timestamp: int
+
+
+ServerFrame = StockUpdates | Subscriptions | ErrorFrame | AccountReady | AccountEvent | AccountGap
 
 
 def feed_json_schema() -> dict[str, Any]:

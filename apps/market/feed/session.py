@@ -14,6 +14,7 @@ from apps.market.feed.frames import error_frame, subscriptions_frames
 from apps.market.feed.hub import FeedConnection, MarketHub, SubscriptionUnavailable
 from apps.market.feed.protocol import (
     MAX_SYMBOLS_PER_CONNECTION,
+    AccountResume,
     FeedError,
     MessageRateLimiter,
     Ping,
@@ -41,8 +42,10 @@ class FeedSession:
         connection: FeedConnection,
         tickers: TickerDirectory,
         clock: Callable[[], float] = time.monotonic,
+        resume_account: Callable[[int], None] | None = None,
     ) -> None:
         self._hub = hub
+        self._resume_account = resume_account  # None: an anonymous connection, which has no account events
         self._connection = connection
         self._tickers = tickers
         self._limiter = MessageRateLimiter(clock)
@@ -55,6 +58,8 @@ class FeedSession:
             return self._error(FeedError("rate_limited", "at most 10 messages per second; this one was ignored"))
         try:
             message = parse_client_message(text)
+            if isinstance(message, AccountResume):
+                return self._resume(message.after)
             if isinstance(message, Subscribe):
                 await self._subscribe(message.symbols)
                 kind = "subscribed"
@@ -89,6 +94,13 @@ class FeedSession:
             await self._hub.watch(self._connection, symbols)
         except SubscriptionUnavailable as error:
             raise FeedError("unavailable", "the live feed cannot subscribe right now; try again") from error
+
+    def _resume(self, after: int) -> Reply:
+        """Its answer is the events themselves, sent by the account router in sequence."""
+        if self._resume_account is None:
+            raise FeedError("not_authenticated", "account_resume: sign in (session or bearer token) for account events")
+        self._resume_account(after)
+        return Reply()
 
     def _error(self, error: FeedError) -> Reply:
         WS_ERRORS.labels(code=error.code).inc()

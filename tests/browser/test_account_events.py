@@ -1,0 +1,93 @@
+"""The trader's own events in a real Chromium: fills and invoice readiness appear without a reload (issue 19)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import Page, expect
+
+from apps.portfolio.models import Trader
+from apps.portfolio.services import place_order
+from tests.browser.conftest import DaphneServer, login, publish, tick, wait_live
+from tests.browser.test_dashboard import first_visible_symbol
+
+pytestmark = pytest.mark.browser
+EVENTS = "window.__stats.account.events.map((e) => e.event)"
+
+
+def open_symbol(page: Page, symbol: str, price: float) -> None:
+    publish([tick(symbol, price)])
+    page.locator(f".mt-row[data-symbol='{symbol}'] .c-ticker").click()
+    expect(page.locator("#symbol-title")).to_contain_text(symbol)
+
+
+def test_a_market_orders_fill_and_invoice_readiness_appear_live_without_a_reload(
+    dashboard: Page, market: list[str], celery_worker_process: Any
+) -> None:
+    page = dashboard
+    page.evaluate("window.__samePage = true")  # gone if anything reloaded the page
+    symbol = first_visible_symbol(page)
+    open_symbol(page, symbol, 50.0)
+    page.fill("#quantity", "2")
+    page.click("#place-order")
+    expect(page.locator("#ticket-message")).to_contain_text(f"Bought 2 {symbol}")
+    # The worker renders the PDF; its readiness reaches the page as an account event (nothing polls).
+    row = page.locator("#orders tbody tr").filter(has_text=symbol)
+    expect(row.locator(".badge")).to_have_text("ready", timeout=30_000)
+    expect(row.locator("a[download]")).to_have_count(1)
+    assert page.evaluate(EVENTS) == ["order_accepted", "order_filled", "invoice_ready"]
+    assert page.evaluate("window.__stats.account.seq") == 3
+    assert page.evaluate("window.__samePage") is True
+
+
+def test_an_order_placed_elsewhere_appears_in_the_open_page_at_once(
+    page: Page, server: DaphneServer, market: list[str], django_db_blocker: Any
+) -> None:
+    username = f"elsewhere-{time.monotonic_ns() % 10**6}"
+    login(page.context, server, django_db_blocker, username)
+    page.goto(server.url + "/")
+    wait_live(page)
+    page.evaluate("window.__samePage = true")
+    symbol = first_visible_symbol(page)
+    publish([tick(symbol, 40.0)])
+    with django_db_blocker.unblock():  # an integrator's order through the API's service, not through the page
+        trader = Trader.objects.get(user=User.objects.get(username=username))
+        place_order(trader=trader, symbol=symbol, side="buy", quantity=5)
+    expect(page.locator("#orders tbody tr").filter(has_text=symbol)).to_contain_text("5")
+    expect(page.locator("#portfolio [data-field=cash]")).to_have_text("$99,800.00")  # refreshed on the fill
+    assert page.evaluate(EVENTS) == ["order_accepted", "order_filled"]
+    assert page.evaluate("window.__samePage") is True
+
+
+def test_the_ticket_shows_each_types_fields_and_the_apis_refusal_by_its_field(
+    dashboard: Page, market: list[str]
+) -> None:
+    page = dashboard
+    open_symbol(page, first_visible_symbol(page), 20.0)
+    names = ("limit_price", "stop_price", "time_in_force")
+    rows = {name: page.locator(f"#ticket [data-field-row={name}]") for name in names}
+    shown = {
+        "market": set(),
+        "limit": {"limit_price", "time_in_force"},
+        "stop": {"stop_price", "time_in_force"},
+        "stop_limit": {"limit_price", "stop_price", "time_in_force"},
+    }
+    for order_type, fields in shown.items():
+        page.select_option("#order-type", order_type)
+        for name, row in rows.items():
+            if name in fields:
+                expect(row).to_be_visible()
+            else:
+                expect(row).to_be_hidden()
+    page.select_option("#order-type", "limit")
+    page.fill("#limit-price", "-3")
+    page.click("#place-order")
+    expect(page.locator("[data-error-for=limit_price]")).to_contain_text("Limit price: enter a price above 0")
+    page.select_option("#order-type", "market")
+    page.fill("#quantity", "2000000")  # past the API's limit: only the server knows it
+    page.click("#place-order")
+    expect(page.locator("[data-error-for=quantity]")).to_contain_text("quantity")
+    expect(page.locator("[data-error-for=limit_price]")).to_have_text("")
