@@ -34,6 +34,7 @@ from apps.market.models import Sector, Symbol, TickBucket
 from apps.market.quotes import latest_quotes
 from apps.market.ring import BoundedRing, ring_key
 from apps.market.simulator import SymbolSpec
+from apps.market.stream import TickGroupReader
 from apps.market.ticks import Tick
 
 logger = logging.getLogger(__name__)
@@ -371,3 +372,8 @@ def tick_history(*, symbol: str, limit: int, before: HistoryCursor | None = None
         points += stored_ticks_before(symbol=symbol, before=resume, limit=wanted - len(points))
     page = points[:limit]
     return HistoryPage(page, HistoryCursor.after(page[-1]) if len(points) > limit else None)
+
+
+def tick_group_reader(client: redis.Redis, *, group: str, consumer: str) -> TickGroupReader:
+    """Live ticks through a consumer group of the caller's own (the order matcher's), new ticks first read."""
+    return TickGroupReader(client, group=group, consumer=consumer)

@@ -39,6 +39,7 @@ class HoldingValuation:
     average_cost: Decimal
     last_price: Decimal
     priced: bool  # False: no quote yet (or Redis unreachable), so last_price is the average cost
+    reserved: int = 0  # shares held by resting sell orders
 
     @property
     def market_value(self) -> Decimal:
@@ -60,6 +61,12 @@ class Portfolio:
     cash: Decimal
     starting_cash: Decimal
     holdings: tuple[HoldingValuation, ...]
+    reserved_cash: Decimal = Decimal("0.00")  # held by resting buy orders
+
+    @property
+    def buying_power(self) -> Decimal:
+        """Cash not held by resting buy orders: what a new buy may spend (never negative)."""
+        return self.cash - self.reserved_cash
 
     @property
     def holdings_value(self) -> Decimal:
@@ -102,7 +109,7 @@ def _holding_documents(query: dict[str, Any]) -> list[dict[str, Any]]:
     would grow with the holdings count.
     """
     collection = connection.get_collection(Holding._meta.db_table)
-    fields = {"trader_id": 1, "symbol": 1, "quantity": 1, "average_cost": 1}
+    fields = {"trader_id": 1, "symbol": 1, "quantity": 1, "average_cost": 1, "reserved": 1}
     return list(collection.find(query, fields, sort=[("symbol", 1)], batch_size=ONE_ROUND_TRIP_BATCH))
 
 
@@ -114,6 +121,7 @@ def _portfolio(
     starting_cash: Decimal,
     holdings: Sequence[dict[str, Any]],
     prices: dict[str, Decimal],
+    reserved_cash: Decimal = Decimal("0.00"),
 ) -> Portfolio:
     valued = []
     for held in holdings:
@@ -125,10 +133,16 @@ def _portfolio(
                 average_cost=average_cost,
                 last_price=prices.get(held["symbol"], average_cost),
                 priced=held["symbol"] in prices,
+                reserved=int(held.get("reserved") or 0),
             )
         )
     return Portfolio(
-        trader_id=trader_id, username=username, cash=cash, starting_cash=starting_cash, holdings=tuple(valued)
+        trader_id=trader_id,
+        username=username,
+        cash=cash,
+        starting_cash=starting_cash,
+        holdings=tuple(valued),
+        reserved_cash=reserved_cash,
     )
 
 
@@ -174,6 +188,7 @@ def portfolio_for(trader: Trader) -> Portfolio:
         starting_cash=trader.starting_cash,
         holdings=holdings,
         prices=_prices(h["symbol"] for h in holdings),
+        reserved_cash=trader.reserved_cash,
     )
 
 
@@ -200,9 +215,12 @@ def order_list(
     after: tuple[Any, ObjectId] | None = None,
     symbol: str | None = None,
     side: str | None = None,
+    status: str | None = None,
 ) -> list[Order]:
     """The trader's orders newest first (created_at, then id: a total, stable order), after a keyset cursor."""
     orders = Order.objects.filter(trader=trader)
+    if status:
+        orders = orders.filter(status=status)
     if symbol:
         orders = orders.filter(symbol=symbol)
     if side:
@@ -295,9 +313,15 @@ def trader_account(user: User) -> dict[str, Any]:
             "is_staff": user.is_staff,
             "trader_id": str(trader.pk),
             "cash": str(trader.cash),
+            "reserved_cash": str(trader.reserved_cash),
             "starting_cash": str(trader.starting_cash),
             "holdings": [
-                {"symbol": h["symbol"], "quantity": int(h["quantity"]), "average_cost": str(h["average_cost"])}
+                {
+                    "symbol": h["symbol"],
+                    "quantity": int(h["quantity"]),
+                    "average_cost": str(h["average_cost"]),
+                    "reserved": int(h.get("reserved") or 0),
+                }
                 for h in holdings
             ],
         }
@@ -306,9 +330,16 @@ def trader_account(user: User) -> dict[str, Any]:
 
 
 def trader_profile(user: User) -> dict[str, Any]:
-    """The trader's name, staff flag and cash (GET /me), from the cached account."""
+    """The trader's name, staff flag, cash and buying power (GET /me), from the cached account."""
     account = trader_account(user)
-    return {"username": account["username"], "is_staff": account["is_staff"], "cash": account["cash"]}
+    cash, reserved = Decimal(account["cash"]), Decimal(account.get("reserved_cash", "0.00"))
+    return {
+        "username": account["username"],
+        "is_staff": account["is_staff"],
+        "cash": account["cash"],
+        "reserved_cash": str(reserved),
+        "buying_power": str(cash - reserved),
+    }
 
 
 def trader_of(user: User) -> Trader:
@@ -336,12 +367,13 @@ def portfolio_of(user: User) -> Portfolio:
         starting_cash=Decimal(account["starting_cash"]),
         holdings=holdings,
         prices=_prices(h["symbol"] for h in holdings),
+        reserved_cash=Decimal(account.get("reserved_cash", "0.00")),
     )
 
 
 def orders_in_id_range(*, after: ObjectId | None, upto: ObjectId, limit: int) -> list[dict[str, Any]]:
     """Orders with after < _id <= upto, oldest first, at most `limit` (an index range on _id; analytics' counters)."""
-    batch = Order.objects.filter(pk__lte=upto)
+    batch = Order.objects.filter(pk__lte=upto, status=Order.Status.FILLED)
     if after is not None:
         batch = batch.filter(pk__gt=after)
     rows = batch.order_by("pk").values("pk", "trader_id", "symbol", "quantity", "amount", "created_at")[:limit]
