@@ -264,7 +264,7 @@ def run(quick: bool) -> tuple[str, list[str]]:
     from apps.core.redis import key, redis_client
 
     settings.REDIS_KEY_PREFIX = f"bench-{uuid.uuid4().hex[:8]}"  # never touches a running market's stream
-    seconds = 15.0 if quick else 70.0  # a full run includes one of the matcher's periodic book reloads (60 s)
+    seconds = 15.0 if quick else 60.0  # the matcher's periodic reload (MATCHER_RESYNC_SECONDS, 300 s) is outside it
     resting = 2_000 if quick else RESTING
     progress(f"matching: empty book, {RATE} ticks/s for {seconds:.0f} s")
     baseline = _measure("empty book (baseline)", 0, seconds, list_symbols=True)

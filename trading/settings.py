@@ -306,7 +306,7 @@ ORDER_DAY_SECONDS = _positive_int("ORDER_DAY_SECONDS", 23_400)
 MATCHER_BATCH_MAX = _positive_int("MATCHER_BATCH_MAX", 1000)  # ticks per stream read
 MATCHER_EXPIRY_SECONDS = _positive_int("MATCHER_EXPIRY_SECONDS", 5)  # between sweeps for ended day orders
 # Between full reloads of the book from MongoDB: repairs a book change lost to a Redis outage.
-MATCHER_RESYNC_SECONDS = _positive_int("MATCHER_RESYNC_SECONDS", 60)
+MATCHER_RESYNC_SECONDS = _positive_int("MATCHER_RESYNC_SECONDS", 300)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None

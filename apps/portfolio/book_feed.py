@@ -9,12 +9,14 @@ order's state in its transaction.
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
 import redis
 from django_mongodb_backend import transaction
 
+from apps.core.clock import epoch_ms
 from apps.core.redis import key, redis_client
 from apps.portfolio.models import Order, OrderType
 
@@ -43,6 +45,7 @@ class RestingOrder:
     limit_cents: int | None
     stop_cents: int | None
     triggered: bool
+    expires_ms: int | None = None  # a day order's end, milliseconds since the epoch
 
     @property
     def waits_for_stop(self) -> bool:
@@ -58,6 +61,7 @@ class RestingOrder:
             cents(order.limit_price),
             cents(order.stop_price),
             order.triggered,
+            None if order.expires_at is None else epoch_ms(order.expires_at),
         )
 
     @classmethod
@@ -74,6 +78,8 @@ class RestingOrder:
             price("limit_price"),
             price("stop_price"),
             bool(document.get("triggered")),
+            # The driver returns naive UTC datetimes.
+            None if document.get("expires_at") is None else epoch_ms(document["expires_at"].replace(tzinfo=UTC)),
         )
 
     def as_fields(self, op: str) -> dict[str, str]:
@@ -86,6 +92,7 @@ class RestingOrder:
             "limit": "" if self.limit_cents is None else str(self.limit_cents),
             "stop": "" if self.stop_cents is None else str(self.stop_cents),
             "triggered": "1" if self.triggered else "",
+            "expires": "" if self.expires_ms is None else str(self.expires_ms),
         }
 
     @classmethod
@@ -99,6 +106,7 @@ class RestingOrder:
             int(text["limit"]) if text["limit"] else None,
             int(text["stop"]) if text["stop"] else None,
             bool(text["triggered"]),
+            int(text["expires"]) if text.get("expires") else None,
         )
         return text["op"], entry
 

@@ -9,9 +9,11 @@
   a tick costs one dict lookup and four bisections, whatever the size of the book.
 - Fills go through `order_fill`: one conditional write on the order's state in the trading
   transaction, so a re-read tick, a second matcher or a racing cancel never fill twice.
-- Sweeps for ended day orders every MATCHER_EXPIRY_SECONDS.
+- Expires ended day orders every MATCHER_EXPIRY_SECONDS from its own heap of the book's expiry
+  times (a database sweep, ~0.4 s over 10 000 open orders on SecantusDB, runs only at each reload).
 """
 
+import heapq
 import itertools
 import logging
 import math
@@ -36,6 +38,7 @@ from apps.portfolio.models import OrderType, Side
 from apps.portfolio.orders import (
     limit_crossed,
     open_order,
+    order_expire,
     order_fill,
     order_trigger,
     orders_expire_due,
@@ -139,16 +142,21 @@ class Matcher:
         self.last_price: dict[str, int] = {}  # cents, per symbol: what a newly added order is checked against
         self.fills = 0
         self._book_after = "0-0"
+        self._expiries: list[tuple[int, str]] = []  # (expires_ms, order id) of the day orders in the book: a heap
         self._next_expiry = self._next_resync = 0.0
 
     def load(self) -> None:
         """(Re)build the book from MongoDB, then match it against the latest quotes (ticks missed while down)."""
         self._book_after = book_position(self.client)  # first: a change made during the load is read after it
         book = OrderBook()
-        for entry in resting_orders():
+        entries = resting_orders()
+        for entry in entries:
             book.add(entry)
         self.book = book
+        self._expiries = [(entry.expires_ms, entry.id) for entry in entries if entry.expires_ms is not None]
+        heapq.heapify(self._expiries)
         self._next_resync = self.clock() + self.resync_seconds
+        orders_expire_due()  # the safety net: day orders that ended while no matcher knew of them
         MATCHER_BOOK.set(len(book))
         try:
             quotes = latest_prices(book.symbols())
@@ -175,7 +183,7 @@ class Matcher:
         now = self.clock()
         if now >= self._next_expiry:
             self._next_expiry = now + self.expiry_seconds
-            orders_expire_due()
+            self.expire_due()
         if now >= self._next_resync:
             self.load()
         MATCHER_BOOK.set(len(self.book))
@@ -190,10 +198,25 @@ class Matcher:
                     self.book.remove(entry.id)
                     continue
                 self.book.add(entry)
+                if entry.expires_ms is not None:
+                    heapq.heappush(self._expiries, (entry.expires_ms, entry.id))
                 if (last := self.last_price.get(entry.symbol)) is not None:
                     self.on_tick(entry.symbol, last, timestamp=None)
             if not changes:
                 return
+
+    def expire_due(self) -> None:
+        """Expire the book's day orders whose end passed: from the matcher's own heap, no database query."""
+        now = self.now_ms()
+        while self._expiries and self._expiries[0][0] <= now:
+            _, order_id = heapq.heappop(self._expiries)
+            if order_id not in self.book:
+                continue  # filled or cancelled meanwhile
+            self.book.remove(order_id)
+            try:
+                order_expire(order_id)
+            except (PyMongoError, DatabaseError) as error:
+                logger.warning("matcher: order %s not expired yet (%s); the next reload sweeps it", order_id, error)
 
     def on_tick(self, symbol: str, cents: int, *, timestamp: int | None) -> None:
         self.last_price[symbol] = cents

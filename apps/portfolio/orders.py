@@ -227,17 +227,20 @@ def orders_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
     due = connection.get_collection(Order._meta.db_table).find(
         {"status": Order.Status.OPEN, "expires_at": {"$lte": now or timezone.now()}}, {"_id": 1}, limit=limit
     )
-    expired = 0
-    for document in list(due):
-        order = Order.objects.filter(pk=document["_id"]).first()
-        if order is None or order.status != Order.Status.OPEN:
-            continue
-        try:
-            with one_at_a_time(f"trader:{order.trader_id}", wait_seconds=LOCK_WAIT_SECONDS):
-                expired += _close(order, Order.Status.EXPIRED, reason="expired")
-        except (LockTimeout, TransactionBusy):
-            logger.warning("order %s not expired yet (busy); the next sweep tries again", order.pk)
-    return expired
+    return sum(order_expire(str(document["_id"])) for document in list(due))
+
+
+def order_expire(order_id: str) -> bool:
+    """Expire one open day order whose lifetime ended (the matcher knows when); False when it was closed or busy."""
+    order = open_order(order_id)
+    if order is None:
+        return False
+    try:
+        with one_at_a_time(f"trader:{order.trader_id}", wait_seconds=LOCK_WAIT_SECONDS):
+            return _close(order, Order.Status.EXPIRED, reason="expired")
+    except (LockTimeout, TransactionBusy):
+        logger.warning("order %s not expired yet (busy); the next sweep tries again", order.pk)
+        return False
 
 
 def order_trigger(order_id: str) -> None:
@@ -255,7 +258,7 @@ def open_order(order_id: str) -> Order | None:
 
 def resting_orders() -> list[RestingOrder]:
     """Every open order, for the matcher's book (an index range on status)."""
-    fields = {"symbol": 1, "side": 1, "type": 1, "limit_price": 1, "stop_price": 1, "triggered": 1}
+    fields = {"symbol": 1, "side": 1, "type": 1, "limit_price": 1, "stop_price": 1, "triggered": 1, "expires_at": 1}
     documents = connection.get_collection(Order._meta.db_table).find(
         {"status": Order.Status.OPEN}, fields, batch_size=100_000
     )

@@ -241,3 +241,19 @@ def test_a_new_order_the_last_tick_already_crosses_is_filled_when_the_matcher_le
     place_order(trader=trader, symbol="BOLT", side="buy", quantity=1, terms=limit("21.00"))
     matcher.step()
     assert Order.objects.get().status == "filled"
+
+
+def test_the_matcher_expires_a_day_order_when_its_lifetime_ends(market, make_trader, events) -> None:
+    trader, _ = make_trader("1000.00")
+    clock = {"now": 0}
+    ticks = QueuedTicks()
+    matcher = matcher_on(ticks, now_ms=lambda: clock["now"])
+    order = place_order(trader=trader, symbol="ACME", side="buy", quantity=10, terms=limit("9.50", "day")).order
+    clock["now"] = int(order.expires_at.timestamp() * 1000) - 1
+    matcher.step()
+    assert Order.objects.get(pk=order.pk).status == "open"
+    clock["now"] += 2
+    matcher._next_expiry = 0  # the next check is due (MATCHER_EXPIRY_SECONDS)
+    matcher.step()
+    assert Order.objects.get(pk=order.pk).status == "expired" and account(trader).reserved_cash == 0
+    assert events[-1][1] == "order_expired"
