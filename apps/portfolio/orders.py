@@ -17,7 +17,6 @@ from typing import Any
 from bson import Decimal128, ObjectId
 from django.conf import settings
 from django.utils import timezone
-from pymongo import ReturnDocument
 
 from apps.core.cache import invalidate_after_commit
 from apps.core.locks import LockTimeout, one_at_a_time
@@ -149,16 +148,14 @@ def _mark_closed(order: Order, status: str, *, price: Decimal | None = None, rea
     change: dict[str, Any] = {"status": status, "closed_at": now, "reason": reason}
     if price is not None:
         change |= {"price": Decimal128(price), "amount": Decimal128((price * order.quantity).quantize(PRICE_STEP))}
-    closed = connection.get_collection(Order._meta.db_table).find_one_and_update(
-        {"_id": order.pk, "status": Order.Status.OPEN},
-        {"$set": change},
-        projection={"_id": 1},
-        return_document=ReturnDocument.AFTER,
-        session=connection.session,
+    # update_one, not find_one_and_update: SecantusDB's findAndModify takes time linear in the collection
+    # (measured: 80-120 ms at 10 000 orders, against 3 ms for update_one by _id).
+    closed = connection.get_collection(Order._meta.db_table).update_one(
+        {"_id": order.pk, "status": Order.Status.OPEN}, {"$set": change}, session=connection.session
     )
-    if closed is not None:
+    if closed.modified_count == 1:
         order.closed_at = now
-    return closed is not None
+    return closed.modified_count == 1
 
 
 def order_fill(order: Order, *, tick_price: Decimal) -> bool:
