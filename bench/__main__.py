@@ -28,6 +28,7 @@ BENCHMARKS = [
     "monitoring",
     "api_load",
     "faults",
+    "matching",
 ]
 REPORT = BASE_DIR / "docs" / "performance.md"
 HEADER = """# Performance

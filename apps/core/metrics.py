@@ -20,6 +20,16 @@ SIMULATOR_BACKPRESSURE = Gauge(
 )
 PERSISTER_BACKLOG = Gauge("trading_persister_backlog", "Stream entries not yet stored", multiprocess_mode="max")
 PERSISTER_LAG = Gauge("trading_persister_lag_seconds", "Age of the oldest unstored tick", multiprocess_mode="max")
+MATCHER_LAG = Gauge(
+    "trading_matcher_lag_seconds", "Age of the newest tick the matcher has matched", multiprocess_mode="max"
+)
+MATCHER_BOOK = Gauge("trading_matcher_book_orders", "Resting orders in the matcher's book", multiprocess_mode="max")
+MATCHER_FILLS = Counter("trading_matcher_fills_total", "Resting orders filled by the matcher")
+MATCHER_FILL_SECONDS = Histogram(
+    "trading_matcher_fill_seconds",
+    "From a crossing tick's timestamp to its fill committed",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 PERSISTER_WRITES = Counter("trading_persister_writes_total", "Bulk insert operations sent to MongoDB")
 PERSISTER_TICKS = Counter("trading_persister_ticks_total", "Ticks stored in MongoDB")
 PERSISTER_BATCH = Histogram(

@@ -5,7 +5,9 @@ ticks); the persister deletes entries only after it has stored and
 acknowledged them, so the stream length is the backlog (Property 9).
 """
 
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -58,3 +60,56 @@ def ensure_consumer_group(client: redis.Redis) -> None:
     except redis.ResponseError as error:
         if "BUSYGROUP" not in str(error):
             raise
+
+
+CLAIM_IDLE_MS = 60_000
+LiveTick = tuple[str, int, int]  # (symbol, price in cents, timestamp in ms)
+
+
+class TickGroupReader:
+    """The tick stream through a consumer group of its own, for a reader that only needs live ticks (the order
+    matcher): a new group starts at the end of the stream; the reader acknowledges and never deletes (the
+    persister's acknowledgement deletes, so an entry gone before this group read it is simply skipped)."""
+
+    BLOCK_MS = 200
+
+    def __init__(self, client: redis.Redis, *, group: str, consumer: str) -> None:
+        self.client, self.group, self.consumer = client, group, consumer
+        self._own_pending = True  # after a crash: first what we were given and never acknowledged
+        self._next_claim = 0.0
+        try:
+            client.xgroup_create(stream_key(), group, id="$", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def read(self, count: int) -> list[tuple[bytes, LiveTick | None]]:
+        """Entries as (entry id, tick or None when its data is gone)."""
+        if self._own_pending:
+            entries = self._read_group("0", count, block=None)
+            if entries:
+                return entries
+            self._own_pending = False
+        if time.monotonic() >= self._next_claim:  # entries a dead reader of the group was given
+            self._next_claim = time.monotonic() + CLAIM_IDLE_MS / 1000
+            reply: Any = self.client.xautoclaim(stream_key(), self.group, self.consumer, CLAIM_IDLE_MS, count=count)
+            gone = [(entry_id, None) for entry_id in (reply[2] if len(reply) > 2 else [])]
+            claimed = [(entry_id, self._tick(fields)) for entry_id, fields in reply[1]] + gone
+            if claimed:
+                return claimed
+        return self._read_group(">", count, block=self.BLOCK_MS)
+
+    def _read_group(self, start: str, count: int, *, block: int | None) -> list[tuple[bytes, Any]]:
+        reply: Any = self.client.xreadgroup(self.group, self.consumer, {stream_key(): start}, count=count, block=block)
+        return [(entry_id, self._tick(fields)) for _, entries in (reply or []) for entry_id, fields in entries]
+
+    @staticmethod
+    def _tick(fields: dict[bytes, bytes] | None) -> LiveTick | None:
+        if not fields:
+            return None  # the persister stored and deleted it before we read it
+        _, tick = decode_entry(fields)
+        return tick.symbol, round(tick.price * 100), tick.timestamp
+
+    def acknowledge(self, entry_ids: Sequence[bytes]) -> None:
+        if entry_ids:
+            self.client.xack(stream_key(), self.group, *entry_ids)  # never XDEL: the persister owns deletion

@@ -5,7 +5,7 @@ from typing import cast
 
 from django.contrib.auth.models import User
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Field, Router, Schema
 
 from apps.core.api_auth import ASYNC_API_AUTH
 from apps.core.cache import read_cached
@@ -18,6 +18,8 @@ class MeOut(Schema):
     username: str
     is_staff: bool
     cash: Decimal
+    reserved_cash: Decimal = Field(description="Cash held by your resting buy orders (limit price x quantity).")
+    buying_power: Decimal = Field(description="cash - reserved_cash: what a new buy order may spend.")
 
 
 @router.get("/me", response=MeOut, auth=ASYNC_API_AUTH, summary="The authenticated trader")

@@ -21,6 +21,7 @@ from apps.core.schemas import InputSchema
 from apps.core.threads import in_pool
 from apps.portfolio.invoices import invoice_verify
 from apps.portfolio.models import Invoice, Order, Trader
+from apps.portfolio.orders import PRICE_MAX, order_cancel
 from apps.portfolio.schemas import OrderOut, PortfolioOut, trade_fields
 from apps.portfolio.selectors import (
     ORDER_PAGE_MAX,
@@ -31,7 +32,7 @@ from apps.portfolio.selectors import (
     recent_orders,
     trader_ref,
 )
-from apps.portfolio.services import CLIENT_ORDER_ID_MAX, QUANTITY_MAX, OrderRejected, place_order
+from apps.portfolio.services import CLIENT_ORDER_ID_MAX, QUANTITY_MAX, OrderRejected, OrderTerms, place_order
 
 router = Router(tags=["trading"])
 
@@ -52,6 +53,20 @@ class OrderIn(InputSchema):
         max_length=CLIENT_ORDER_ID_MAX,
         description="Your idempotency key: the same id again returns the original order. Generated when absent.",
     )
+    type: Literal["market", "limit", "stop", "stop_limit"] = Field(
+        "market",
+        description="market: now at the latest price; limit: at limit_price or better; stop: a market order once "
+        "the price reaches stop_price; stop_limit: a limit order at limit_price once the price reaches stop_price",
+    )
+    limit_price: Decimal | None = Field(
+        None, gt=0, le=PRICE_MAX, decimal_places=2, description="Required for limit and stop_limit, else refused"
+    )
+    stop_price: Decimal | None = Field(
+        None, gt=0, le=PRICE_MAX, decimal_places=2, description="Required for stop and stop_limit, else refused"
+    )
+    time_in_force: Literal["day", "gtc"] = Field(
+        "day", description="day: a resting order expires after ORDER_DAY_SECONDS; gtc: rests until filled or cancelled"
+    )
 
 
 class OrderPage(Schema):
@@ -64,6 +79,11 @@ class OrderFilters(Schema):
     cursor: str | None = Field(None, max_length=100)
     symbol: str | None = Field(None, min_length=1, max_length=10)
     side: Literal["buy", "sell"] | None = None
+    status: Literal["open", "filled", "cancelled", "expired"] | None = None
+
+
+class CancelConflictOut(ErrorOut):
+    order: OrderOut
 
 
 class InvoiceStatusOut(Schema):
@@ -117,7 +137,7 @@ def _after(cursor: str) -> tuple[datetime, ObjectId]:
     "/orders",
     response={200: OrderOut, 201: OrderOut, 409: ErrorOut, 422: ErrorOut, 503: ErrorOut},
     auth=ASYNC_API_AUTH,
-    summary="Place a market order (exactly once per client_order_id)",
+    summary="Place a market, limit, stop or stop-limit order (exactly once per client_order_id)",
 )
 async def order_create(request: HttpRequest, payload: OrderIn) -> Status[Any]:
     # On the API's work threads: orders of one process wait on MongoDB side by side (apps/core/threads.py).
@@ -125,12 +145,14 @@ async def order_create(request: HttpRequest, payload: OrderIn) -> Status[Any]:
 
 
 def _order_create(request: HttpRequest, payload: OrderIn) -> Status[Any]:
+    fields = payload.dict()
+    terms = OrderTerms(**{name: fields.pop(name) for name in ("type", "limit_price", "stop_price", "time_in_force")})
     try:
-        result = place_order(trader=_trader(request), **payload.dict())
+        result = place_order(trader=_trader(request), terms=terms, **fields)
     except OrderRejected as rejection:
         ORDERS.labels(outcome=rejection.code).inc()
         return Status(rejection.status, ErrorOut(detail=rejection.message, code=rejection.code, field=rejection.field))
-    ORDERS.labels(outcome="filled" if result.created else "replayed").inc()
+    ORDERS.labels(outcome=result.order.status if result.created else "replayed").inc()
     return Status(201 if result.created else 200, OrderOut.of(result.order))
 
 
@@ -147,11 +169,11 @@ async def order_index(request: HttpRequest, filters: Query[OrderFilters]) -> Sta
         return Status(422, ErrorOut(detail="cursor is not one this API issued", code="invalid_cursor", field="cursor"))
     symbol = filters.symbol.strip().upper() if filters.symbol else None
     user = cast(User, request.user)
-    if after is None and symbol is None and filters.side is None:
+    if after is None and symbol is None and filters.side is None and filters.status is None:
         orders = await read_cached(recent_orders, user, limit=filters.limit + 1)  # the usual first page
     else:
         orders = await sync_to_async(_filtered_orders)(
-            user, limit=filters.limit + 1, after=after, symbol=symbol, side=filters.side
+            user, limit=filters.limit + 1, after=after, symbol=symbol, side=filters.side, status=filters.status
         )
     page = orders[: filters.limit]
     next_cursor = _cursor(page[-1]) if len(orders) > filters.limit else None
@@ -165,6 +187,27 @@ def _filtered_orders(user: User, **filters: Any) -> list[Order]:
 @router.get("/orders/{order_id}", response={200: OrderOut, 404: ErrorOut}, summary="One of your orders")
 def order_detail(request: HttpRequest, order_id: str) -> Status[Any]:
     order = order_get(trader=_trader(request), order_id=order_id)
+    return Status(200, OrderOut.of(order)) if order is not None else _not_found("order")
+
+
+@router.delete(
+    "/orders/{order_id}",
+    response={200: OrderOut, 404: ErrorOut, 409: CancelConflictOut, 503: ErrorOut},
+    summary="Cancel a resting order (idempotent: a cancelled or expired order is returned as it is; filled: 409)",
+)
+def order_delete(request: HttpRequest, order_id: str) -> Status[Any]:
+    trader = _trader(request)
+    try:
+        order = order_cancel(trader=trader, order_id=order_id)
+    except OrderRejected as rejection:
+        if rejection.status != 409:
+            return Status(rejection.status, ErrorOut(detail=rejection.message, code=rejection.code, field="order_id"))
+        filled = order_get(trader=trader, order_id=order_id)
+        assert filled is not None
+        conflict = CancelConflictOut(
+            detail=rejection.message, code=rejection.code, field="order_id", order=OrderOut.of(filled)
+        )
+        return Status(409, conflict)
     return Status(200, OrderOut.of(order)) if order is not None else _not_found("order")
 
 

@@ -116,28 +116,28 @@ def publish_account_event(
 
 
 def order_fields(order: Order) -> dict[str, Any]:
-    """An order as its events show it: the API's fields (apps/portfolio/schemas.py OrderOut)."""
+    """An order as its events show it: the API's fields (apps/portfolio/schemas.py OrderOut), money as strings."""
+
+    def text(value: object) -> str | None:
+        return None if value is None else str(value)
+
     return {
         "id": str(order.pk),
         "client_order_id": order.client_order_id,
         "symbol": order.symbol,
         "side": order.side,
         "quantity": order.quantity,
-        "price": order.price,
-        "amount": order.amount,
+        "type": order.type,
+        "limit_price": text(order.limit_price),
+        "stop_price": text(order.stop_price),
+        "time_in_force": order.time_in_force,
         "status": order.status,
-        "created_at": order.created_at,
+        "price": text(order.price),
+        "amount": text(order.amount),
+        "reason": order.reason,
+        "created_at": _plain(order.created_at),
         "invoice_url": f"/api/v1/trades/{order.pk}/invoice",
     }
-
-
-def publish_market_order(order: Order) -> None:
-    """A market order: accepted and filled at once (published in that order once its transaction commits)."""
-    fields = {**order_fields(order), "type": "market"}
-    accepted = {**fields, "status": "accepted"}
-    publish_account_events(
-        order.trader_id, [("order_accepted", accepted), ("order_filled", fields)], user_id=order.trader.user_id
-    )
 
 
 def publish_invoice_ready(invoice: Invoice) -> None:

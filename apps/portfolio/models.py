@@ -18,6 +18,8 @@ class Trader(models.Model):
     user_id: ObjectId
     cash = models.DecimalField(max_digits=16, decimal_places=2, default=_starting_cash)
     starting_cash = models.DecimalField(max_digits=16, decimal_places=2, default=_starting_cash)
+    # Cash held by resting buy orders (limit price x quantity); buying power = cash - reserved_cash >= 0.
+    reserved_cash = models.DecimalField(max_digits=18, decimal_places=2, default=Decimal("0.00"), editable=False)
     # The last invoice number issued; bumped in the order transaction with the cash change.
     invoice_sequence = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -49,6 +51,8 @@ class Holding(models.Model):
     symbol = models.CharField(max_length=10)
     quantity = models.PositiveIntegerField()
     average_cost = models.DecimalField(max_digits=16, decimal_places=4)
+    # Shares held by resting sell orders; only quantity - reserved can be sold.
+    reserved = models.PositiveIntegerField(default=0, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -60,11 +64,29 @@ class Holding(models.Model):
         return f"{self.trader} {self.quantity} {self.symbol}"
 
 
+class OrderType(models.TextChoices):
+    MARKET = "market", "Market"
+    LIMIT = "limit", "Limit"
+    STOP = "stop", "Stop"
+    STOP_LIMIT = "stop_limit", "Stop limit"
+
+
+class TimeInForce(models.TextChoices):
+    DAY = "day", "Day"
+    GTC = "gtc", "Good till cancelled"
+
+
 class Order(models.Model):
-    """One executed market order (the trade). (trader, client_order_id) is the exactly-once key."""
+    """An order: executed at once (a trade), or resting until a tick crosses it, it is cancelled or it expires.
+
+    (trader, client_order_id) is the exactly-once key. price and amount are the fill's; empty while open.
+    """
 
     class Status(models.TextChoices):
+        OPEN = "open", "Open"
         FILLED = "filled", "Filled"
+        CANCELLED = "cancelled", "Cancelled"
+        EXPIRED = "expired", "Expired"
 
     trader = models.ForeignKey(Trader, on_delete=models.CASCADE, related_name="orders")
     trader_id: ObjectId
@@ -72,10 +94,21 @@ class Order(models.Model):
     symbol = models.CharField(max_length=10)
     side = models.CharField(max_length=4, choices=Side.choices)
     quantity = models.PositiveIntegerField()
-    price = models.DecimalField(max_digits=16, decimal_places=2)
-    amount = models.DecimalField(max_digits=18, decimal_places=2)
+    type = models.CharField(max_length=10, choices=OrderType.choices, default=OrderType.MARKET)
+    limit_price = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    stop_price = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.DAY)
+    triggered = models.BooleanField(default=False, help_text="A stop limit whose stop price was crossed.")
+    reserved_cash = models.DecimalField(
+        max_digits=18, decimal_places=2, default=Decimal("0.00"), help_text="Cash a resting buy holds."
+    )
+    price = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    amount = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.FILLED)
+    reason = models.CharField(max_length=40, blank=True, default="", help_text="Why it was cancelled, if not asked.")
     created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="A resting day order's end.")
+    closed_at = models.DateTimeField(null=True, blank=True, help_text="When it was filled, cancelled or expired.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -85,10 +118,14 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["trader", "-created_at", "-id"], name="order_trader_newest"),
             LookupIndex(fields=["client_order_id", "trader"], name="order_client_order_id_lookup"),
+            # The matcher's book rebuild (every open order) and the expiry sweep (open, expires_at <= now).
+            models.Index(fields=["status", "expires_at"], name="order_open_expiry"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.quantity} {self.symbol} @ {self.price}"
+        if self.price is not None:
+            return f"{self.side} {self.quantity} {self.symbol} @ {self.price}"
+        return f"{self.side} {self.quantity} {self.symbol} {self.type} ({self.status})"
 
 
 class Invoice(models.Model):

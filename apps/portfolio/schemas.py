@@ -13,7 +13,7 @@ from ninja import Field, Schema
 from apps.portfolio.models import Order
 
 
-def trade_fields(order: Order) -> dict[str, Any]:
+def trade_fields(order: Order) -> dict[str, Any]:  # price, amount: None while the order rests
     """What every view of an order shows the same way: the order list, a certified trade."""
     return {
         "symbol": order.symbol,
@@ -30,21 +30,38 @@ class OrderOut(Schema):
     symbol: str
     side: str
     quantity: int
-    price: Decimal
-    amount: Decimal
-    status: str
+    type: str = Field(description="market, limit, stop or stop_limit")
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: str = Field(description="day or gtc")
+    price: Decimal | None = Field(description="The fill price; null until the order fills.")
+    amount: Decimal | None = Field(description="price x quantity; null until the order fills.")
+    status: str = Field(description="open, filled, cancelled or expired")
+    reason: str = Field("", description="Why the order was cancelled or expired, when it was not your request.")
+    reserved_cash: Decimal = Field(description="Cash the order holds while open (a buy: limit price x quantity).")
     created_at: datetime
-    invoice_url: str
+    expires_at: datetime | None = Field(None, description="When an open day order expires.")
+    closed_at: datetime | None = Field(None, description="When it was filled, cancelled or expired.")
+    invoice_url: str | None = Field(description="The trade confirmation; null unless filled.")
 
     @staticmethod
     def of(order: Order) -> "OrderOut":
+        filled = order.status == Order.Status.FILLED
         return OrderOut(
             id=str(order.pk),
             client_order_id=order.client_order_id,
             **trade_fields(order),
+            type=order.type,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            time_in_force=order.time_in_force,
             status=order.status,
+            reason=order.reason,
+            reserved_cash=order.reserved_cash if order.status == Order.Status.OPEN else Decimal("0.00"),
             created_at=order.created_at,
-            invoice_url=f"/api/v1/trades/{order.pk}/invoice",
+            expires_at=order.expires_at if order.status == Order.Status.OPEN else None,
+            closed_at=order.closed_at,
+            invoice_url=f"/api/v1/trades/{order.pk}/invoice" if filled else None,
         )
 
 
@@ -54,6 +71,7 @@ class HoldingOut(Schema):
     average_cost: Decimal
     last_price: Decimal
     priced: bool = Field(description="False when no quote exists yet: last_price is then the average cost.")
+    reserved: int = Field(0, description="Shares held by your resting sell orders (not for sale meanwhile).")
     market_value: Decimal
     cost_basis: Decimal
     unrealised_pnl: Decimal
@@ -61,6 +79,8 @@ class HoldingOut(Schema):
 
 class PortfolioOut(Schema):
     cash: Decimal
+    reserved_cash: Decimal = Field(description="Cash held by your resting buy orders.")
+    buying_power: Decimal = Field(description="cash - reserved_cash: what a new buy order may spend.")
     starting_cash: Decimal
     holdings_value: Decimal
     unrealised_pnl: Decimal

@@ -8,7 +8,6 @@ their holdings, one MGET for every price (`apps.market.selectors.latest_prices`)
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
@@ -22,67 +21,14 @@ from django_mongodb_backend.base import DatabaseWrapper
 from apps.core.cache import cached
 from apps.market.selectors import latest_prices
 from apps.portfolio.models import Holding, Invoice, Order, Trader
+from apps.portfolio.valuation import Portfolio, PortfolioValuation, valued_portfolio
 
 connection = cast(DatabaseWrapper, default_connection)
 
 logger = logging.getLogger(__name__)
 
-CENT = Decimal("0.01")
 ORDER_PAGE_MAX = 100
 ONE_ROUND_TRIP_BATCH = 1_000_000  # the server caps a batch at 16 MB; all we read fits in one
-
-
-@dataclass(frozen=True)
-class HoldingValuation:
-    symbol: str
-    quantity: int
-    average_cost: Decimal
-    last_price: Decimal
-    priced: bool  # False: no quote yet (or Redis unreachable), so last_price is the average cost
-
-    @property
-    def market_value(self) -> Decimal:
-        return (self.last_price * self.quantity).quantize(CENT)
-
-    @property
-    def cost_basis(self) -> Decimal:
-        return (self.average_cost * self.quantity).quantize(CENT)
-
-    @property
-    def unrealised_pnl(self) -> Decimal:
-        return self.market_value - self.cost_basis
-
-
-@dataclass(frozen=True)
-class Portfolio:
-    trader_id: ObjectId
-    username: str
-    cash: Decimal
-    starting_cash: Decimal
-    holdings: tuple[HoldingValuation, ...]
-
-    @property
-    def holdings_value(self) -> Decimal:
-        return sum((h.market_value for h in self.holdings), Decimal("0.00"))
-
-    @property
-    def unrealised_pnl(self) -> Decimal:
-        return sum((h.unrealised_pnl for h in self.holdings), Decimal("0.00"))
-
-    @property
-    def total_value(self) -> Decimal:
-        return self.cash + self.holdings_value
-
-    @property
-    def return_percent(self) -> Decimal:
-        """Total return since the account opened, in percent of the starting cash."""
-        if not self.starting_cash:
-            return Decimal("0.00")
-        return ((self.total_value - self.starting_cash) / self.starting_cash * 100).quantize(CENT)
-
-
-# A valuation of many traders is the same shape; the name says which question it answers.
-PortfolioValuation = Portfolio
 
 
 def _prices(symbols: Iterable[str]) -> dict[str, Decimal]:
@@ -102,34 +48,8 @@ def _holding_documents(query: dict[str, Any]) -> list[dict[str, Any]]:
     would grow with the holdings count.
     """
     collection = connection.get_collection(Holding._meta.db_table)
-    fields = {"trader_id": 1, "symbol": 1, "quantity": 1, "average_cost": 1}
+    fields = {"trader_id": 1, "symbol": 1, "quantity": 1, "average_cost": 1, "reserved": 1}
     return list(collection.find(query, fields, sort=[("symbol", 1)], batch_size=ONE_ROUND_TRIP_BATCH))
-
-
-def _portfolio(
-    *,
-    trader_id: ObjectId,
-    username: str,
-    cash: Decimal,
-    starting_cash: Decimal,
-    holdings: Sequence[dict[str, Any]],
-    prices: dict[str, Decimal],
-) -> Portfolio:
-    valued = []
-    for held in holdings:
-        average_cost = held["average_cost"].to_decimal()
-        valued.append(
-            HoldingValuation(
-                symbol=held["symbol"],
-                quantity=int(held["quantity"]),
-                average_cost=average_cost,
-                last_price=prices.get(held["symbol"], average_cost),
-                priced=held["symbol"] in prices,
-            )
-        )
-    return Portfolio(
-        trader_id=trader_id, username=username, cash=cash, starting_cash=starting_cash, holdings=tuple(valued)
-    )
 
 
 def portfolio_values(trader_ids: Sequence[Any]) -> dict[Any, PortfolioValuation]:
@@ -152,7 +72,7 @@ def portfolio_values(trader_ids: Sequence[Any]) -> dict[Any, PortfolioValuation]
         holdings_of[held["trader_id"]].append(held)
     prices = _prices(h["symbol"] for held in holdings_of.values() for h in held)
     return {
-        t["_id"]: _portfolio(
+        t["_id"]: valued_portfolio(
             trader_id=t["_id"],
             username=username_of.get(t["user_id"], ""),
             cash=t["cash"].to_decimal(),
@@ -167,13 +87,14 @@ def portfolio_values(trader_ids: Sequence[Any]) -> dict[Any, PortfolioValuation]
 def portfolio_for(trader: Trader) -> Portfolio:
     """One trader's portfolio: holdings in one query, every price in one MGET."""
     holdings = _holding_documents({"trader_id": trader.pk})
-    return _portfolio(
+    return valued_portfolio(
         trader_id=trader.pk,
         username=trader.user.get_username(),
         cash=trader.cash,
         starting_cash=trader.starting_cash,
         holdings=holdings,
         prices=_prices(h["symbol"] for h in holdings),
+        reserved_cash=trader.reserved_cash,
     )
 
 
@@ -200,9 +121,12 @@ def order_list(
     after: tuple[Any, ObjectId] | None = None,
     symbol: str | None = None,
     side: str | None = None,
+    status: str | None = None,
 ) -> list[Order]:
     """The trader's orders newest first (created_at, then id: a total, stable order), after a keyset cursor."""
     orders = Order.objects.filter(trader=trader)
+    if status:
+        orders = orders.filter(status=status)
     if symbol:
         orders = orders.filter(symbol=symbol)
     if side:
@@ -300,9 +224,15 @@ def trader_account(user: User) -> dict[str, Any]:
             "is_staff": user.is_staff,
             "trader_id": str(trader.pk),
             "cash": str(trader.cash),
+            "reserved_cash": str(trader.reserved_cash),
             "starting_cash": str(trader.starting_cash),
             "holdings": [
-                {"symbol": h["symbol"], "quantity": int(h["quantity"]), "average_cost": str(h["average_cost"])}
+                {
+                    "symbol": h["symbol"],
+                    "quantity": int(h["quantity"]),
+                    "average_cost": str(h["average_cost"]),
+                    "reserved": int(h.get("reserved") or 0),
+                }
                 for h in holdings
             ],
         }
@@ -311,9 +241,16 @@ def trader_account(user: User) -> dict[str, Any]:
 
 
 def trader_profile(user: User) -> dict[str, Any]:
-    """The trader's name, staff flag and cash (GET /me), from the cached account."""
+    """The trader's name, staff flag, cash and buying power (GET /me), from the cached account."""
     account = trader_account(user)
-    return {"username": account["username"], "is_staff": account["is_staff"], "cash": account["cash"]}
+    cash, reserved = Decimal(account["cash"]), Decimal(account.get("reserved_cash", "0.00"))
+    return {
+        "username": account["username"],
+        "is_staff": account["is_staff"],
+        "cash": account["cash"],
+        "reserved_cash": str(reserved),
+        "buying_power": str(cash - reserved),
+    }
 
 
 def trader_of(user: User) -> Trader:
@@ -347,19 +284,20 @@ def portfolio_of(user: User) -> Portfolio:
     """The trader's portfolio from the cached account, valued at the latest prices (one MGET)."""
     account = trader_account(user)
     holdings = [{**h, "average_cost": Decimal128(h["average_cost"])} for h in account["holdings"]]
-    return _portfolio(
+    return valued_portfolio(
         trader_id=ObjectId(account["trader_id"]),
         username=account["username"],
         cash=Decimal(account["cash"]),
         starting_cash=Decimal(account["starting_cash"]),
         holdings=holdings,
         prices=_prices(h["symbol"] for h in holdings),
+        reserved_cash=Decimal(account.get("reserved_cash", "0.00")),
     )
 
 
 def orders_in_id_range(*, after: ObjectId | None, upto: ObjectId, limit: int) -> list[dict[str, Any]]:
     """Orders with after < _id <= upto, oldest first, at most `limit` (an index range on _id; analytics' counters)."""
-    batch = Order.objects.filter(pk__lte=upto)
+    batch = Order.objects.filter(pk__lte=upto, status=Order.Status.FILLED)
     if after is not None:
         batch = batch.filter(pk__gt=after)
     rows = batch.order_by("pk").values("pk", "trader_id", "symbol", "quantity", "amount", "created_at")[:limit]

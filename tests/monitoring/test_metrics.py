@@ -212,7 +212,14 @@ def test_every_procfile_process_has_a_role_so_it_samples_memory_and_sheds_under_
         line.split(":", 1) for line in (BASE_DIR / "Procfile").read_text().splitlines() if line.strip()[:1].isalpha()
     )
     roles = {name: process_role(python_argv(command.strip())) for name, command in commands.items()}
-    assert roles == {"web": "web", "worker": "worker", "beat": "beat", "market": "market", "persister": "persister"}
+    assert roles == {
+        "web": "web",
+        "worker": "worker",
+        "beat": "beat",
+        "market": "market",
+        "persister": "persister",
+        "matcher": "matcher",
+    }
 
 
 def test_the_process_sampler_sheds_when_host_memory_reaches_the_alert_threshold(

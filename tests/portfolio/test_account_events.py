@@ -52,7 +52,7 @@ def test_a_market_order_announces_accepted_then_filled_with_the_orders_fields(ma
 
 def test_a_refused_order_announces_nothing(market, make_trader) -> None:
     trader, _ = make_trader("10.00")
-    with pytest.raises(Exception, match="not enough cash"):
+    with pytest.raises(Exception, match="not enough buying power"):
         place_order(trader=trader, symbol="ACME", side="buy", quantity=5)
     assert stored(trader.user_id) == []
 

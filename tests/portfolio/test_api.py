@@ -182,6 +182,7 @@ def test_the_portfolio_shows_cash_holdings_pnl_and_return(market, make_trader) -
             "average_cost": "25.5000",
             "last_price": "25.50",
             "priced": True,
+            "reserved": 0,
             "market_value": "255.00",
             "cost_basis": "255.00",
             "unrealised_pnl": "0.00",
@@ -231,13 +232,13 @@ def test_a_trader_sees_their_new_cash_right_after_an_order_through_the_cached_pr
 
 
 def test_an_order_with_a_field_the_api_does_not_know_is_422_naming_it_and_fills_nothing(market, make_trader) -> None:
-    """A limit order sent to a market-only API must not fill at market (issue 14, finding 14)."""
+    """An order term the API does not offer must not be dropped into a market fill (issue 14, finding 14)."""
     _, token = make_trader()
-    body = {"symbol": "ACME", "side": "buy", "quantity": 1, "type": "limit", "limit_price": 5.0}
+    body = {"symbol": "ACME", "side": "buy", "quantity": 1, "type": "limit", "limit_price": 5.0, "trail_percent": 2}
     response = post_order(token, body)
     assert response.status_code == 422
     named = {tuple(error["loc"])[-1] for error in response.json()["detail"]}
-    assert named == {"type", "limit_price"}
+    assert named == {"trail_percent"}
     assert not Order.objects.exists()
 
 

@@ -143,7 +143,7 @@ def test_property_38_cash_holdings_trades_and_invoices_always_agree(
 ) -> None:
     """Feature: trading-performance-optimization, Property 38: For any performance optimization implementation, data
     accuracy should be maintained."""
-    from apps.portfolio import services
+    from apps.portfolio import execution
 
     sent_jobs.clear()
     trader, _ = make_trader(cash)
@@ -154,7 +154,7 @@ def test_property_38_cash_holdings_trades_and_invoices_always_agree(
             raise RuntimeError("injected failure after the trade insert")
         return invoice_code(**kwargs)
 
-    monkeypatch.setattr(services, "invoice_code", invoice_code_or_crash)
+    monkeypatch.setattr(execution, "invoice_code", invoice_code_or_crash)
     expected_cash = cash
     held: dict[str, tuple[int, Decimal]] = {}
     filled = 0

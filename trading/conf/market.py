@@ -32,3 +32,11 @@ if TICK_BUCKET_MAX_POINTS * 2 > PRICE_RING_SIZE:
     )
 # Seconds between stream reads: the persister wakes once per poll, not once per simulator batch.
 PERSISTER_POLL_SECONDS = float(non_negative_decimal("PERSISTER_POLL_SECONDS", "1"))
+
+# --- Resting orders and the matcher (apps/portfolio/orders.py, matching.py) ---------------------------
+# A day order rests this long at most (the simulated session never closes: 6.5 h, one exchange session).
+ORDER_DAY_SECONDS = positive_int("ORDER_DAY_SECONDS", 23_400)
+MATCHER_BATCH_MAX = positive_int("MATCHER_BATCH_MAX", 1000)  # ticks per stream read
+MATCHER_EXPIRY_SECONDS = positive_int("MATCHER_EXPIRY_SECONDS", 5)  # between sweeps for ended day orders
+# Between full reloads of the book from MongoDB: repairs a book change lost to a Redis outage.
+MATCHER_RESYNC_SECONDS = positive_int("MATCHER_RESYNC_SECONDS", 300)
