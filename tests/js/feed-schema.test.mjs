@@ -4,11 +4,12 @@
 // socket sends is a valid client message.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { afterEach, beforeEach, mock, test } from "node:test";
+import { mock, test } from "node:test";
 import fc from "fast-check";
 
 import { applyQuoteUpdates, QUOTE_FIELDS } from "../../static/src/store.js";
 import { MarketSocket } from "../../static/src/ws.js";
+import { sockets, useScriptedSockets } from "./scripted-socket.mjs";
 
 const SCHEMA = JSON.parse(readFileSync(new URL("../../docs/feed-schema.json", import.meta.url), "utf8"));
 const RUNS = { numRuns: 150 };
@@ -89,35 +90,7 @@ const frameTypes = (variant) => ("const" in variant.properties.type ? [variant.p
 const variantOf = (type) => frameVariants.find((variant) => frameTypes(variant).includes(type));
 
 // --- a scripted WebSocket and a socket whose every on* callback is recorded --------------------------
-const sockets = [];
-class ScriptedSocket {
-  static OPEN = 1;
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    this.listeners = {};
-    sockets.push(this);
-  }
-  addEventListener(type, listener) {
-    this.listeners[type] ??= [];
-    this.listeners[type].push(listener);
-  }
-  send(text) {
-    this.sent.push(JSON.parse(text));
-  }
-  emit(type, event = {}) {
-    if (type === "open") this.readyState = ScriptedSocket.OPEN;
-    for (const listener of this.listeners[type] ?? []) listener(event);
-  }
-}
-
-beforeEach(() => {
-  sockets.length = 0;
-  globalThis.WebSocket = ScriptedSocket;
-  mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
-});
-afterEach(() => mock.timers.reset());
+useScriptedSockets();
 
 // A MarketSocket given a recording callback for whatever on* option it reads (a new frame's handler too).
 function recordedSocket() {

@@ -2,43 +2,14 @@
 // "WebSocket Disconnections: Automatic reconnection with subscription restoration"), and applies only
 // stock_updates frames. A scripted WebSocket stands in for the browser's; timers are node's fake ones.
 import assert from "node:assert/strict";
-import { afterEach, beforeEach, mock, test } from "node:test";
+import { mock, test } from "node:test";
 import fc from "fast-check";
 
 import { MarketSocket } from "../../static/src/ws.js";
+import { ScriptedSocket, sockets, useScriptedSockets } from "./scripted-socket.mjs";
 
 const RUNS = { numRuns: 150 };
-const sockets = [];
-
-class ScriptedSocket {
-  static OPEN = 1;
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    this.listeners = {};
-    sockets.push(this);
-  }
-  addEventListener(type, listener) {
-    this.listeners[type] ??= [];
-    this.listeners[type].push(listener);
-  }
-  send(text) {
-    this.sent.push(JSON.parse(text));
-  }
-  emit(type, event = {}) {
-    if (type === "open") this.readyState = ScriptedSocket.OPEN;
-    if (type === "close") this.readyState = 3;
-    for (const listener of this.listeners[type] ?? []) listener(event);
-  }
-}
-
-beforeEach(() => {
-  sockets.length = 0;
-  globalThis.WebSocket = ScriptedSocket;
-  mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
-});
-afterEach(() => mock.timers.reset());
+useScriptedSockets();
 
 // What the server believes one connection is subscribed to, from the frames it received.
 function serverView(socket) {
