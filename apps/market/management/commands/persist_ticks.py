@@ -1,14 +1,13 @@
 import logging
-import signal
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from apps.core.redis import redis_client
+from apps.core.shutdown import consumer_name, stop_requested
 from apps.market.buckets import MongoBucketStore
 from apps.market.management.commands._arguments import bounded
 from apps.market.persister import PersisterStats, RedisTickSource, TickPersister, default_consumer_name
@@ -36,26 +35,14 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=bounded("duration", float, 0, 10**7), default=None, help="seconds")
 
     def handle(self, *args: object, **options: Any) -> None:
-        consumer = options["consumer"] if options["consumer"] is not None else default_consumer_name()
-        if not 0 < len(consumer) <= 100 or not consumer.isprintable():
-            raise CommandError("--consumer: must be 1 to 100 printable characters")
-        stopping = False
-
-        def stop(signum: int, frame: FrameType | None) -> None:
-            nonlocal stopping
-            stopping = True  # finish the write under way, then leave
-
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        consumer = consumer_name(options["consumer"] if options["consumer"] is not None else default_consumer_name())
+        with stop_requested() as stopping:  # finish the write under way, then leave
             stats, elapsed = self._persist(
                 consumer,
                 writes_per_second=options["writes_per_second"] or settings.PERSISTER_WRITES_PER_SECOND,
                 duration=options["duration"],
-                stopping=lambda: stopping,
+                stopping=stopping,
             )
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         self.stdout.write(f"Persister stopped: {progress_line(stats, elapsed)}")
 
     def _persist(

@@ -1,9 +1,7 @@
 import logging
-import signal
 import socket
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 import redis
@@ -13,6 +11,7 @@ from pymongo.errors import PyMongoError
 
 from apps.core.backoff import backoff_delay
 from apps.core.redis import redis_client
+from apps.core.shutdown import consumer_name, stop_requested
 from apps.portfolio.matching import Matcher, matcher_for
 
 logger = logging.getLogger("apps.portfolio.matching")
@@ -28,27 +27,15 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=None, help="seconds to run (default: until stopped)")
 
     def handle(self, *args: object, **options: Any) -> None:
-        consumer = options["consumer"] or f"matcher@{socket.gethostname()}"
-        if not 0 < len(consumer) <= 100 or not consumer.isprintable():
-            raise CommandError("--consumer: must be 1 to 100 printable characters")
+        consumer = consumer_name(options["consumer"] or f"matcher@{socket.gethostname()}")
         duration = options["duration"]
         if duration is not None and not 0 < duration <= 10**7:
             raise CommandError("--duration: must be a number of seconds from 0 to 10000000")
-        stopping = False
-
-        def stop(signum: int, frame: FrameType | None) -> None:
-            nonlocal stopping
-            stopping = True  # finish the fill under way, then leave
-
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with stop_requested() as stopping:  # finish the fill under way, then leave
             matcher = matcher_for(consumer, redis_client())
             matcher.load()
             logger.info("matcher %s: %d resting orders", consumer, len(matcher.book))
-            self._match(matcher, duration=duration, stopping=lambda: stopping)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            self._match(matcher, duration=duration, stopping=stopping)
         self.stdout.write(f"Matcher stopped: {matcher.fills} fills, {len(matcher.book)} resting orders")
 
     @staticmethod
