@@ -56,8 +56,11 @@ def market_rows() -> list[dict[str, Any]]:
 
 
 def recent_orders(*, user: User) -> list[dict[str, Any]]:
-    """The newest orders in the shape of `GET /api/v1/orders`, plus each one's invoice status (one query)."""
-    orders = order_list(trader=trader_for_user(user), limit=RECENT_ORDERS)
+    """The newest trades (filled orders) in the shape of `GET /api/v1/orders`, plus each one's invoice status.
+
+    Resting, cancelled and expired orders have their own panel (the open orders); the same one query
+    as the unfiltered order list, filtered here."""
+    orders = [o for o in order_list(trader=trader_for_user(user), limit=RECENT_ORDERS) if o.status == "filled"]
     statuses = invoice_statuses([o.pk for o in orders])
     return [
         {**OrderOut.of(order).model_dump(mode="json"), "invoice_status": statuses.get(order.pk)} for order in orders

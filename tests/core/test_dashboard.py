@@ -18,7 +18,7 @@ from apps.market.models import Sector, Symbol
 from apps.market.quotes import stage_quotes
 from apps.market.ring import stage_ring
 from apps.market.ticks import Tick
-from apps.portfolio.services import place_order
+from apps.portfolio.services import OrderTerms, place_order
 
 SCRIPT_TAG = re.compile(r"<script[^>]*\bsrc=\"([^\"]+)\"")
 
@@ -145,7 +145,10 @@ def test_the_trades_panel_shows_each_trade_s_invoice_status(
     Symbol.objects.create(ticker="ACME", name="Acme", sector=Sector.ENERGY, initial_price=Decimal("10.00"))
     publish_quotes([Tick("ACME", 10.0, 10.0, 1, 1_000)])
     place_order(trader=trader[0], symbol="ACME", side="buy", quantity=3)
+    resting = OrderTerms(type="limit", limit_price=Decimal("5.00"), time_in_force="gtc")  # below the price: rests
+    place_order(trader=trader[0], symbol="ACME", side="buy", quantity=2, terms=resting)
     orders = Client().get("/api/v1/dashboard/orders", **auth_header).json()
+    # The resting order is in the open-orders panel, not among the trades.
     assert [(o["symbol"], o["quantity"], o["invoice_status"]) for o in orders] == [("ACME", 3, "pending")]
     assert orders[0]["invoice_url"] == f"/api/v1/trades/{orders[0]['id']}/invoice"
 
