@@ -24,11 +24,11 @@ from apps.analytics.models import AnalyticsState
 from apps.core.cache import cache_put
 from apps.leaderboard.selectors import top_by_return
 from apps.market.selectors import ring_prices, sector_by_ticker, sector_labels
-from apps.portfolio.selectors import orders_in_id_range
+from apps.portfolio.selectors import trades_in_id_range
 
 logger = logging.getLogger(__name__)
 
-# An order's ObjectId is made when it is inserted, its transaction commits within
+# A trade's invoice gets its ObjectId when its fill inserts it, and that transaction commits within
 # milliseconds; counting only ids older than this never skips one still in flight.
 SETTLE_SECONDS = 10
 ACTIVE_WINDOW = timedelta(hours=24)
@@ -101,10 +101,10 @@ def _counters(state: AnalyticsState) -> TradeCounters:
 
 
 def _new_trades(after: str, upto: ObjectId) -> Iterable[TradeFact]:
-    """Orders with after < _id <= upto, oldest first, in bounded batches (an index range on _id)."""
+    """Trades whose invoice id is in (after, upto], oldest first, in bounded batches (an index range on _id)."""
     lower = ObjectId(after) if after else None
     while True:
-        rows = orders_in_id_range(after=lower, upto=upto, limit=ORDER_BATCH)
+        rows = trades_in_id_range(after=lower, upto=upto, limit=ORDER_BATCH)
         for row in rows:
             yield TradeFact(str(row["trader_id"]), row["symbol"], row["quantity"], row["amount"], row["created_at"])
         if len(rows) < ORDER_BATCH:

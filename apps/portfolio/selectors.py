@@ -295,13 +295,21 @@ def portfolio_of(user: User) -> Portfolio:
     )
 
 
-def orders_in_id_range(*, after: ObjectId | None, upto: ObjectId, limit: int) -> list[dict[str, Any]]:
-    """Orders with after < _id <= upto, oldest first, at most `limit` (an index range on _id; analytics' counters)."""
-    batch = Order.objects.filter(pk__lte=upto, status=Order.Status.FILLED)
+def trades_in_id_range(*, after: ObjectId | None, upto: ObjectId, limit: int) -> list[dict[str, Any]]:
+    """Trades whose invoice id is in (after, upto], oldest first, at most `limit` (analytics' counters).
+
+    Each fill writes its invoice in its own transaction, so the invoice's id orders trades by when they
+    filled: a limit order resting since long before the counters' watermark is counted when it fills.
+    Two index lookups: the invoices' id range, then their orders by id. `pk` is the invoice's id."""
+    invoices = Invoice.objects.filter(pk__lte=upto)
     if after is not None:
-        batch = batch.filter(pk__gt=after)
-    rows = batch.order_by("pk").values("pk", "trader_id", "symbol", "quantity", "amount", "created_at")[:limit]
-    return [dict(row) for row in rows]
+        invoices = invoices.filter(pk__gt=after)
+    batch = list(invoices.order_by("pk").values("pk", "order_id")[:limit])
+    if not batch:
+        return []
+    fields = ("pk", "trader_id", "symbol", "quantity", "amount", "created_at")
+    orders = {row["pk"]: row for row in Order.objects.filter(pk__in=[b["order_id"] for b in batch]).values(*fields)}
+    return [{**orders[b["order_id"]], "pk": b["pk"]} for b in batch if b["order_id"] in orders]
 
 
 def trader_ids() -> list[Any]:

@@ -22,7 +22,7 @@ from apps.core.cache import default_cache
 from apps.core.redis import redis_client
 from apps.market.models import Symbol
 from apps.market.ring import ring_key
-from apps.portfolio.models import Order, Trader
+from apps.portfolio.models import Invoice, Order, Trader
 from apps.portfolio.services import trader_create
 from tests.mongo_commands import MONGO_COMMANDS
 
@@ -81,7 +81,8 @@ def trader() -> Trader:
 
 
 def trade(who: Trader, symbol: str, quantity: int, price: str, at: datetime) -> Order:
-    return Order.objects.create(
+    """A filled order and its invoice, as a fill writes them (the counters read trades by invoice id)."""
+    order = Order.objects.create(
         trader=who,
         client_order_id=uuid.uuid4().hex,
         symbol=symbol,
@@ -91,6 +92,9 @@ def trade(who: Trader, symbol: str, quantity: int, price: str, at: datetime) -> 
         amount=Decimal(price) * quantity,
         created_at=at,
     )
+    number = Invoice.objects.filter(trader=who).count() + 1
+    Invoice.objects.create(order=order, trader=who, number=number, verification_code=uuid.uuid4().hex)
+    return order
 
 
 @pytest.fixture
@@ -140,8 +144,42 @@ def test_a_refresh_reads_only_orders_after_the_watermark(listed: None) -> None:
     analytics_refresh(now=later)
     with MONGO_COMMANDS.recording() as commands:
         analytics_refresh(now=later + timedelta(seconds=60))
-    order_reads = [c for c in commands if c.collection == Order._meta.db_table]
-    assert len(order_reads) == 1  # one _id range read after the watermark, however many orders exist
+    reads = [c.collection for c in commands if c.collection in (Order._meta.db_table, Invoice._meta.db_table)]
+    assert reads == [Invoice._meta.db_table]  # one _id range read after the watermark, however many trades exist
+
+
+@pytest.mark.django_db
+def test_a_resting_order_is_counted_when_it_fills_not_when_it_was_placed(
+    listed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watermark passes the order's id while it rests; its fill, later (a fake clock for the ids made
+    from then on), is counted by the next refresh."""
+    import time
+    from types import SimpleNamespace
+
+    import bson.objectid
+
+    from apps.core.redis import redis_client as redis
+    from apps.market.quotes import stage_quotes
+    from apps.market.ticks import Tick
+    from apps.portfolio.models import Order as OrderModel
+    from apps.portfolio.orders import order_fill
+    from apps.portfolio.services import OrderTerms, place_order
+
+    pipe = redis().pipeline()
+    stage_quotes(pipe, [Tick("ACME", 10.0, 10.0, 1, 1_000)])
+    pipe.execute()
+    who = trader()
+    terms = OrderTerms(type="limit", limit_price=Decimal("9.00"), time_in_force="gtc")
+    resting = place_order(trader=who, symbol="ACME", side="buy", quantity=4, terms=terms).order
+    later = timezone.now() + timedelta(seconds=SETTLE_SECONDS + 1)
+    analytics_refresh(now=later)  # the watermark passes the resting order's id
+    assert AnalyticsState.objects.get().total_trades == 0
+    monkeypatch.setattr(bson.objectid, "time", SimpleNamespace(time=lambda: time.time() + 600))  # it fills later
+    assert order_fill(OrderModel.objects.get(pk=resting.pk), tick_price=Decimal("8.50"))
+    analytics_refresh(now=timezone.now() + timedelta(seconds=600 + SETTLE_SECONDS + 1))
+    state = AnalyticsState.objects.get()
+    assert (state.total_trades, state.total_volume) == (1, 4)
 
 
 @pytest.mark.django_db
