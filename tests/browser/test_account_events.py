@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
+from apps.core.redis import redis_client
+from apps.market.stream import stage_append, stream_key
+from apps.portfolio.matching import MATCHER_GROUP
 from apps.portfolio.models import Trader
 from apps.portfolio.services import place_order
 from tests.browser.conftest import DaphneServer, login, publish, tick, wait_live
 from tests.browser.test_dashboard import first_visible_symbol
+from tests.conftest import BASE_DIR, service_env
 
 pytestmark = pytest.mark.browser
 EVENTS = "window.__stats.account.events.map((e) => e.event)"
@@ -91,3 +100,76 @@ def test_the_ticket_shows_each_types_fields_and_the_apis_refusal_by_its_field(
     page.click("#place-order")
     expect(page.locator("[data-error-for=quantity]")).to_contain_text("quantity")
     expect(page.locator("[data-error-for=limit_price]")).to_have_text("")
+
+
+@pytest.fixture
+def matcher_process(django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
+    """The real matcher (`manage.py run_matcher`) on the test database and Redis, once its consumer group
+    on the tick stream exists (a tick appended after that reaches it)."""
+    consumer = f"test-matcher-{os.getpid()}"
+    matcher = subprocess.Popen(
+        [sys.executable, "manage.py", "run_matcher", "--consumer", consumer], cwd=BASE_DIR, env=service_env()
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _matcher_group_exists():
+            if matcher.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the matcher did not come up")
+            time.sleep(0.05)  # polling the condition: the group appears when the matcher has started
+        yield matcher
+    finally:
+        matcher.terminate()
+        matcher.wait(timeout=20)
+
+
+def _matcher_group_exists() -> bool:
+    try:
+        groups = redis_client().xinfo_groups(stream_key())
+    except redis.ResponseError:  # no stream yet
+        return False
+    return any(group["name"] in (MATCHER_GROUP, MATCHER_GROUP.encode()) for group in groups)
+
+
+def cross(symbol: str, price: float) -> None:
+    """A tick as the simulator sends it, into the tick stream too (where the matcher reads it)."""
+    crossing = tick(symbol, price)
+    publish([crossing])
+    pipe = redis_client().pipeline(transaction=False)
+    stage_append(pipe, [(f"browser-{time.monotonic_ns()}", crossing)])
+    pipe.execute()
+
+
+def test_a_resting_limit_buy_fills_when_the_price_crosses_and_the_panels_follow_without_a_reload(
+    dashboard: Page, market: list[str], matcher_process: Any
+) -> None:
+    page = dashboard
+    page.evaluate("window.__samePage = true")
+    symbol = first_visible_symbol(page)
+    open_symbol(page, symbol, 50.0)
+    page.select_option("#order-type", "limit")
+    page.fill("#limit-price", "45")
+    page.select_option("#time-in-force", "gtc")
+    page.fill("#quantity", "2")
+    page.click("#place-order")
+    resting = page.locator("#open-orders tbody tr").filter(has_text=symbol)
+    expect(resting).to_have_count(1)
+    cross(symbol, 44.0)  # the real matcher fills it at its limit price
+    expect(resting).to_have_count(0, timeout=30_000)
+    expect(page.locator("#orders tbody tr").filter(has_text=symbol)).to_contain_text("45.00")
+    assert page.evaluate(EVENTS)[-2:] == ["order_accepted", "order_filled"]
+    assert page.evaluate("window.__samePage") is True
+
+
+def test_cancelling_a_resting_order_takes_it_off_the_panel(dashboard: Page, market: list[str]) -> None:
+    page = dashboard
+    symbol = first_visible_symbol(page)
+    open_symbol(page, symbol, 30.0)
+    page.select_option("#order-type", "limit")
+    page.fill("#limit-price", "10")
+    page.fill("#quantity", "1")
+    page.click("#place-order")
+    resting = page.locator("#open-orders tbody tr").filter(has_text=symbol)
+    expect(resting).to_have_count(1)
+    resting.locator("[data-cancel]").click()
+    expect(resting).to_have_count(0)
+    assert page.evaluate(EVENTS)[-1] == "order_cancelled"
