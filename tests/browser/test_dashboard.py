@@ -185,7 +185,7 @@ def test_an_over_budget_order_shows_the_api_message(dashboard: Page, market: lis
     page.locator(f".mt-row[data-symbol='{symbol}'] .c-ticker").click()
     page.fill("#quantity", "1000")
     page.click("#place-order")
-    expect(page.locator("#ticket-message")).to_have_text(f"not enough cash for 1000 {symbol}")
+    expect(page.locator("#ticket-message")).to_have_text(f"not enough buying power for 1000 {symbol}")
     expect(page.locator("#portfolio [data-field=cash]")).to_have_text("$100,000.00")
 
 

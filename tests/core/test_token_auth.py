@@ -6,7 +6,13 @@ from django.test import Client
 def test_a_valid_bearer_token_authenticates(auth_header: dict[str, str]) -> None:
     response = Client().get("/api/v1/me", **auth_header)
     assert response.status_code == 200
-    assert response.json() == {"username": "alice", "is_staff": False, "cash": "100000.00"}
+    assert response.json() == {
+        "username": "alice",
+        "is_staff": False,
+        "cash": "100000.00",
+        "reserved_cash": "0.00",
+        "buying_power": "100000.00",
+    }
 
 
 @pytest.mark.django_db

@@ -21,9 +21,9 @@ def test_it_names_a_function_over_60_lines(tmp_path: Path, capsys) -> None:
     assert "trading/long.py:1: slow has 61 lines" in capsys.readouterr().err
 
 
-def test_it_names_a_module_over_400_lines_unless_allowed(tmp_path: Path, capsys) -> None:
+def test_it_names_a_module_over_400_lines(tmp_path: Path, capsys) -> None:
     write(tmp_path / "apps" / "big.py", "x = 1\n" * 401)
-    write(tmp_path / "apps" / "portfolio" / "services.py", "x = 1\n" * 401)  # allow-listed while issue 19 splits it
+    write(tmp_path / "apps" / "fits.py", "x = 1\n" * 400)
     assert check_size.main(tmp_path) == 1
     [problem] = capsys.readouterr().err.splitlines()
     assert problem == "apps/big.py: 401 lines (at most 400): split it into cohesive modules"
