@@ -20,24 +20,28 @@ class Command:
     collection: str
 
 
+EVERY_THREAD = -1
+
+
 class CommandRecorder(monitoring.CommandListener):
-    """Records (command, collection) sent from the recording thread while `recording()` is active."""
+    """Records (command, collection) sent from the recording thread (or, with `every_thread`, from any
+    thread) while `recording()` is active."""
 
     def __init__(self) -> None:
         self._thread: int | None = None
         self.commands: list[Command] = []
 
     @contextmanager
-    def recording(self) -> Iterator[list[Command]]:
+    def recording(self, *, every_thread: bool = False) -> Iterator[list[Command]]:
         self.commands = []
-        self._thread = threading.get_ident()
+        self._thread = EVERY_THREAD if every_thread else threading.get_ident()
         try:
             yield self.commands
         finally:
             self._thread = None
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self._thread == threading.get_ident():
+        if self._thread in (EVERY_THREAD, threading.get_ident()):
             target = event.command.get(event.command_name)
             self.commands.append(Command(event.command_name, target if isinstance(target, str) else ""))
 

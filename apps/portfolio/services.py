@@ -23,6 +23,7 @@ from apps.core.locks import LockTimeout, one_at_a_time
 from apps.core.metrics import ORDER_CONFLICTS, ORDER_QUEUE_WAIT, OUTBOX_RESENT
 from apps.core.tokens import token_create
 from apps.market.selectors import latest_prices, symbol_by_ticker
+from apps.portfolio import refusals
 from apps.portfolio.events import publish_invoice_ready
 from apps.portfolio.execution import (
     AVERAGE_COST_STEP,
@@ -160,6 +161,7 @@ def place_order(
     some serial order of them. Raises OrderRejected for anything that cannot be placed;
     nothing is written then.
     """
+    replayable = client_order_id is not None  # the client's own id: it may repeat an earlier order
     client_order_id = uuid.uuid4().hex if client_order_id is None else client_order_id
     symbol = symbol.strip().upper()
     _validated(side=side, quantity=quantity, client_order_id=client_order_id)
@@ -168,17 +170,40 @@ def place_order(
     asked |= terms.fields()
     started = time.monotonic()
     try:
-        with one_at_a_time(f"trader:{trader.pk}", wait_seconds=ORDER_QUEUE_WAIT_SECONDS):
+        with one_at_a_time(f"trader:{trader.pk}", wait_seconds=ORDER_QUEUE_WAIT_SECONDS) as locked:
             ORDER_QUEUE_WAIT.observe(time.monotonic() - started)
+            if terms.type == OrderType.MARKET:
+                return _run_market(trader, asked, arrived=started, locked=locked, replayable=replayable)
             price = _execution_price(symbol)
             deadline = started + TRANSACTION_BUDGET_SECONDS
             order = new_order(trader=trader, **asked)  # type: ignore[arg-type]
-            if terms.type == OrderType.MARKET or fills_now(order, price):
+            if fills_now(order, price):
                 order.status, order.closed_at = Order.Status.FILLED, order.created_at
                 return _run(trader, ticket_for(order, price=price), asked, deadline=deadline)
             return _rest(trader, order, price, asked, deadline=deadline)
     except LockTimeout:
         raise OrderRejected("busy", "client_order_id", "too many concurrent orders; retry", 503) from None
+
+
+def _run_market(
+    trader: Trader, asked: dict[str, object], *, arrived: float, locked: bool, replayable: bool
+) -> OrderResult:
+    """A market order: refused with an earlier one of its burst that asked no more (refusals.py), or run.
+    A shared refusal first checks that the client's id does not repeat an earlier order (one read)."""
+    key = (str(trader.pk), str(asked["symbol"]), str(asked["side"]))
+    quantity = int(asked["quantity"])  # type: ignore[call-overload]
+    if (rejection := refusals.shared(key, quantity, arrived=arrived)) is not None:
+        if replayable and (replay := _replay_or_retry(trader, asked=asked)) is not None:
+            return replay
+        raise rejection
+    price = _execution_price(key[1])
+    order = new_order(trader=trader, **asked)  # type: ignore[arg-type]
+    order.status, order.closed_at = Order.Status.FILLED, order.created_at
+    try:
+        return _run(trader, ticket_for(order, price=price), asked, deadline=arrived + TRANSACTION_BUDGET_SECONDS)
+    except OrderRejected as refused:
+        refusals.note(key, quantity, refused, locked=locked)
+        raise
 
 
 def _run(trader: Trader, ticket: Ticket, asked: dict[str, object], *, deadline: float) -> OrderResult:

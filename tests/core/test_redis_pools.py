@@ -10,8 +10,6 @@ only then are the holders released, so each waiting user gets a freed connection
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -22,6 +20,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from apps.core.redis import redis_client
+from tests.wait import wait_until
 
 WAIT_SECONDS = 10.0
 
@@ -34,14 +33,6 @@ def idle_connections(pool: redis.BlockingConnectionPool) -> int:
 
 def connections_in_use(pool: redis.BlockingConnectionPool) -> int:
     return len(pool._connections) - idle_connections(pool)
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting: {what}")
-        time.sleep(0.001)  # polling a condition, not standing in for one
 
 
 class CountingQueue:
@@ -85,7 +76,11 @@ def saturate(client: redis.Redis, users: int) -> tuple[int, int, list[BaseExcept
     holders, waiters = threads[: pool.max_connections], threads[pool.max_connections :]
     for thread in holders:
         thread.start()
-    wait_until(lambda: connections_in_use(pool) >= len(holders) or bool(errors), "the pool to saturate")
+    wait_until(
+        lambda: connections_in_use(pool) >= len(holders) or bool(errors),
+        timeout=WAIT_SECONDS,
+        what="the pool to saturate",
+    )
     peak = connections_in_use(pool)
     counting = CountingQueue(pool.pool)
     pool.pool = counting
@@ -93,7 +88,11 @@ def saturate(client: redis.Redis, users: int) -> tuple[int, int, list[BaseExcept
         for thread in waiters:
             thread.start()
         # every further user has asked the full pool for a connection (and none was free): it waits
-        wait_until(lambda: counting.asked >= len(waiters) or bool(errors), "the users beyond the pool to ask")
+        wait_until(
+            lambda: counting.asked >= len(waiters) or bool(errors),
+            timeout=WAIT_SECONDS,
+            what="the users beyond the pool to ask",
+        )
         peak = max(peak, connections_in_use(pool))
         release.set()
         for thread in threads:

@@ -12,7 +12,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
 from decimal import Decimal
 
 import psutil
@@ -25,6 +24,7 @@ from apps.market.models import Sector, Symbol
 from bench.faults import silent_client  # the fault bench's silent reader: one raw-socket client for both
 from tests.core.test_web_server import Server, web_server  # noqa: F401 - the fixture
 from tests.market.feed_fakes import encoded_update
+from tests.wait import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -37,14 +37,6 @@ SILENT_CLIENTS = 20
 def server_rss(pid: int) -> int:
     root = psutil.Process(pid)
     return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, "condition not met in time"
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 class Ticker(threading.Thread):

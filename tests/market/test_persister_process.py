@@ -2,7 +2,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -11,6 +10,7 @@ from apps.market.models import TickBucket
 from apps.market.stream import CONSUMER_GROUP, stage_append, stream_key
 from tests.conftest import BASE_DIR, service_env
 from tests.market.engine_fakes import numbered_ticks
+from tests.wait import wait_until
 
 FIRST, SECOND = 8_000, 2_000
 
@@ -32,13 +32,6 @@ def stored_tick_ids() -> list[str]:
     ]
 
 
-def wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_persister_killed_mid_stream_and_restarted_stores_every_tick_exactly_once() -> None:
@@ -47,14 +40,14 @@ def test_a_persister_killed_mid_stream_and_restarted_stores_every_tick_exactly_o
     append(ticks[:FIRST])
     persister = start_persister()
     try:
-        wait_until(lambda: collection.estimated_document_count() > 0, 60, "the first insert")
+        wait_until(lambda: collection.estimated_document_count() > 0, timeout=60, what="the first insert")
         os.kill(persister.pid, signal.SIGKILL)  # mid-stream: some stored, some pending or unread
         persister.wait(timeout=10)
         stored_at_kill = len(stored_tick_ids())
         assert 0 < stored_at_kill < FIRST
         append(ticks[FIRST:])  # the market goes on while the persister is down
         persister = start_persister()
-        wait_until(lambda: redis_client().xlen(stream_key()) == 0, 90, "the backlog to drain")
+        wait_until(lambda: redis_client().xlen(stream_key()) == 0, timeout=90, what="the backlog to drain")
     finally:
         persister.send_signal(signal.SIGTERM)
         _, errors = persister.communicate(timeout=20)

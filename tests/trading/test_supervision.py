@@ -6,14 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 
+from tests.wait import wait_until
 from trading.supervision import Program, Supervisor, is_restart, parse_event, procfile_programs, program_section
 
 
@@ -46,13 +46,6 @@ def test_only_a_start_after_an_exit_counts_as_a_restart() -> None:
     event, process, fields = parse_event(header, "processname:market groupname:market from_state:EXITED tries:0")
     assert (event, process) == ("PROCESS_STATE_STARTING", "market") and is_restart(event, fields)
     assert not is_restart(event, {**fields, "from_state": "STOPPED"})  # the first start
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.fixture
