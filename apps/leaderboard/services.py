@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from apps.core.cache import invalidate_namespace
 from apps.leaderboard.models import LeaderboardSnapshot
-from apps.portfolio.selectors import portfolio_values, trader_ids
+from apps.portfolio.selectors import portfolio_values
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,9 @@ def _entries(ordered: list[Standing]) -> list[dict[str, Any]]:
 
 
 def leaderboard_rebuild(*, now: datetime | None = None) -> LeaderboardSnapshot:
-    """Value every trader (constant round trips), store the rankings, drop older snapshots and cached pages."""
-    standings = [Standing(p.username, p.total_value, p.return_percent) for p in portfolio_values(trader_ids()).values()]
+    """Value every trader (three scans, whatever their number), store the rankings, drop older snapshots
+    and cached pages."""
+    standings = [Standing(p.username, p.total_value, p.return_percent) for p in portfolio_values().values()]
     by_value, by_return = rank(standings)
     snapshot = LeaderboardSnapshot.objects.create(
         computed_at=now or timezone.now(), trader_count=len(standings), by_value=by_value, by_return=by_return

@@ -52,23 +52,44 @@ def _holding_documents(query: dict[str, Any]) -> list[dict[str, Any]]:
     return list(collection.find(query, fields, sort=[("symbol", 1)], batch_size=ONE_ROUND_TRIP_BATCH))
 
 
-def portfolio_values(trader_ids: Sequence[Any]) -> dict[Any, PortfolioValuation]:
-    """Value many traders at the latest prices: 3 queries and 1 MGET whatever their number or holdings.
+IN_LIST_MAX = 100  # SecantusDB matches `$in` in time growing with the square of its list: 900 ids, 650 ms
 
-    (Constant up to one 16 MB batch per query, about 100 000 holdings; beyond it the driver fetches more.)
+
+def portfolio_values(trader_ids: Sequence[Any] | None = None) -> dict[Any, PortfolioValuation]:
+    """Value many traders (None: every trader) at the latest prices: 3 queries and 1 MGET whatever their
+    holdings, per 100 listed traders (every trader: 3 scans).
+
+    A long `$in` would hold the embedded database's single lock for most of a second (the 900 traders of
+    `bench/api_load.py`: 650 ms a query, stalling every order behind it); short lists or none keep each
+    command to milliseconds. (Constant up to one 16 MB batch per query, about 100 000 holdings; beyond
+    it the driver fetches more.)
     """
+    if trader_ids is None:
+        return _values_where(None)
     ids = [ObjectId(pk) for pk in trader_ids]
+    values: dict[Any, PortfolioValuation] = {}
+    for start in range(0, len(ids), IN_LIST_MAX):
+        values |= _values_where(ids[start : start + IN_LIST_MAX])
+    return values
+
+
+def _values_where(ids: list[ObjectId] | None) -> dict[Any, PortfolioValuation]:
+    def among(field: str, values: list[Any] | None) -> dict[str, Any]:
+        return {} if values is None else {field: {"$in": values}}
+
     traders = list(
         connection.get_collection(Trader._meta.db_table).find(
-            {"_id": {"$in": ids}}, {"user_id": 1, "cash": 1, "starting_cash": 1}, batch_size=ONE_ROUND_TRIP_BATCH
+            among("_id", ids), {"user_id": 1, "cash": 1, "starting_cash": 1}, batch_size=ONE_ROUND_TRIP_BATCH
         )
     )
     users = connection.get_collection(User._meta.db_table).find(
-        {"_id": {"$in": [t["user_id"] for t in traders]}}, {"username": 1}, batch_size=ONE_ROUND_TRIP_BATCH
+        among("_id", None if ids is None else [t["user_id"] for t in traders]),
+        {"username": 1},
+        batch_size=ONE_ROUND_TRIP_BATCH,
     )
     username_of = {u["_id"]: u["username"] for u in users}
     holdings_of: dict[ObjectId, list[dict[str, Any]]] = defaultdict(list)
-    for held in _holding_documents({"trader_id": {"$in": ids}}):
+    for held in _holding_documents(among("trader_id", ids)):
         holdings_of[held["trader_id"]].append(held)
     prices = _prices(h["symbol"] for held in holdings_of.values() for h in held)
     return {
@@ -310,11 +331,6 @@ def trades_in_id_range(*, after: ObjectId | None, upto: ObjectId, limit: int) ->
     fields = ("pk", "trader_id", "symbol", "quantity", "amount", "created_at")
     orders = {row["pk"]: row for row in Order.objects.filter(pk__in=[b["order_id"] for b in batch]).values(*fields)}
     return [{**orders[b["order_id"]], "pk": b["pk"]} for b in batch if b["order_id"] in orders]
-
-
-def trader_ids() -> list[Any]:
-    """Every trader's id (the leaderboard values them all)."""
-    return list(Trader.objects.values_list("pk", flat=True))
 
 
 def invoice_statuses(order_ids: list[Any]) -> dict[Any, str]:

@@ -46,6 +46,22 @@ def test_valuing_many_traders_costs_the_same_round_trips_as_one(make_trader, rou
     assert {v.username for v in many.values()} == {t.user.username for t in traders}
 
 
+def test_a_long_list_of_traders_is_valued_in_short_lists(make_trader, round_trips, monkeypatch) -> None:
+    """SecantusDB's `$in` costs the square of its length: every query names at most IN_LIST_MAX ids."""
+    from apps.portfolio import selectors
+
+    monkeypatch.setattr(selectors, "IN_LIST_MAX", 5)
+    traders = [make_trader("100.00")[0] for _ in range(12)]
+    for trader in traders:
+        holdings_for(trader, 2)
+    round_trips()
+    values = portfolio_values([t.pk for t in traders])
+    assert MONGO_COMMANDS.commands == ["find"] * 9  # traders, users, holdings for each of 3 lists
+    assert set(values) == {t.pk for t in traders}
+    assert {v.total_value for v in values.values()} == {Decimal("124.00")}
+    assert portfolio_values().keys() >= set(values)  # every trader, by scans
+
+
 def test_a_holding_without_a_quote_is_valued_at_its_average_cost(make_trader) -> None:
     trader, _ = make_trader("0.00")
     Holding.objects.create(trader=trader, symbol="NEW", quantity=3, average_cost=Decimal("4.2500"))
