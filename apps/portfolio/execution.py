@@ -12,7 +12,6 @@ from typing import Any
 from bson import Decimal128, ObjectId
 from django.utils import timezone
 from django_mongodb_backend import transaction
-from pymongo import ReturnDocument
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 
@@ -20,6 +19,7 @@ from apps.core.cache import invalidate_after_commit
 from apps.core.clock import to_milliseconds
 from apps.core.jobs import enqueue_on_commit
 from apps.portfolio.events import order_fields, publish_account_events
+from apps.portfolio.guarded_writes import available, update_while_free
 from apps.portfolio.invoices import invoice_code
 from apps.portfolio.models import Holding, Invoice, Order, Side, Trader
 from apps.portfolio.selectors import account_key, recent_orders_key
@@ -98,26 +98,6 @@ def new_order(*, trader: Trader, client_order_id: str, symbol: str, side: str, q
     )
 
 
-def available(field: str, at_least: Decimal | int, *, released: Decimal | int = 0) -> dict[str, Any]:
-    """The filter part of a guarded write: `field` (+ what this write releases) covers what it takes.
-
-    What other orders reserve is checked on the document the write returns (`still_free`): an `$expr`
-    comparing two fields in the filter makes SecantusDB scan the whole collection (tests/portfolio/
-    test_indexes.py), while this bound uses the guard's index. A write that took reserved cash or shares
-    raises, and its transaction rolls it back."""
-    bound = Decimal(at_least) - Decimal(released)
-    return {field: {"$gte": Decimal128(bound) if isinstance(at_least, Decimal) else int(bound)}}
-
-
-def still_free(document: dict[str, Any], field: str, reserved: str) -> bool:
-    """After a guarded write: nothing that other orders reserve was taken (`field` >= `reserved`)."""
-
-    def number(value: object) -> Decimal:
-        return value.to_decimal() if isinstance(value, Decimal128) else Decimal(str(value or 0))
-
-    return number(document.get(field)) >= number(document.get(reserved))
-
-
 def _buy_holding_upsert(ticket: Ticket, now: Any) -> list[dict[str, Any]]:
     """One pipeline upsert: add the shares and fold the price into the average cost (a new holding starts at it)."""
     owned = {"$ifNull": ["$quantity", 0]}
@@ -142,18 +122,17 @@ def move_cash(traders: Collection, ticket: Ticket, session: ClientSession | None
     change: dict[str, Any] = {"cash": Decimal128(signed), "invoice_sequence": 1}
     if ticket.released_cash:
         change["reserved_cash"] = Decimal128(-ticket.released_cash)
-    account = traders.find_one_and_update(
+    return update_while_free(
+        traders,
         {"_id": ticket.trader_id, **guard},
         {"$inc": change},
+        free=("cash", "reserved_cash"),
         projection={"invoice_sequence": 1, "cash": 1, "reserved_cash": 1},
-        return_document=ReturnDocument.AFTER,
         session=session,
-    )
-    if account is None or not still_free(account, "cash", "reserved_cash"):
-        raise OrderRejected(
+        refusal=lambda: OrderRejected(
             "insufficient_cash", "quantity", f"not enough buying power for {ticket.quantity} {ticket.symbol}", 409
-        )
-    return dict(account)
+        ),
+    )
 
 
 def move_shares(holdings: Collection, ticket: Ticket, session: ClientSession | None) -> None:
@@ -165,17 +144,17 @@ def move_shares(holdings: Collection, ticket: Ticket, session: ClientSession | N
         holdings.update_one(match, _buy_holding_upsert(ticket, now), upsert=True, session=session)
         return
     # The average cost of what is left is unchanged.
-    held = holdings.find_one_and_update(
+    held = update_while_free(
+        holdings,
         {**match, **available("quantity", ticket.quantity, released=ticket.released_shares)},
         {"$inc": {"quantity": -ticket.quantity, "reserved": -ticket.released_shares}, "$set": {"updated_at": now}},
+        free=("quantity", "reserved"),
         projection={"quantity": 1, "reserved": 1},
-        return_document=ReturnDocument.AFTER,
         session=session,
-    )
-    if held is None or not still_free(held, "quantity", "reserved"):
-        raise OrderRejected(
+        refusal=lambda: OrderRejected(
             "insufficient_holding", "quantity", f"you do not hold {ticket.quantity} {ticket.symbol} unreserved", 409
-        )
+        ),
+    )
     if held["quantity"] == 0:
         holdings.delete_one({"_id": held["_id"]}, session=session)  # by _id alone: an indexed delete
 

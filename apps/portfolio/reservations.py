@@ -11,7 +11,8 @@ from typing import Any
 from bson import Decimal128
 from pymongo import ReturnDocument
 
-from apps.portfolio.execution import CENT, OrderRejected, available, still_free
+from apps.portfolio.execution import CENT, OrderRejected
+from apps.portfolio.guarded_writes import available, update_while_free
 from apps.portfolio.models import Holding, Order, OrderType, Side, Trader
 from apps.portfolio.transactions import connection
 
@@ -37,33 +38,32 @@ def reserve(order: Order) -> dict[str, Any]:
     session = connection.session
     traders = connection.get_collection(Trader._meta.db_table)
     if order.side == Side.SELL:
-        held = connection.get_collection(Holding._meta.db_table).find_one_and_update(
+        update_while_free(
+            connection.get_collection(Holding._meta.db_table),
             {"trader_id": order.trader_id, "symbol": order.symbol, **available("quantity", order.quantity)},
             {"$inc": {"reserved": order.quantity}},
+            free=("quantity", "reserved"),
             projection={"quantity": 1, "reserved": 1},
-            return_document=ReturnDocument.AFTER,
             session=session,
-        )
-        if held is None or not still_free(held, "quantity", "reserved"):
-            raise OrderRejected(
+            refusal=lambda: OrderRejected(
                 "insufficient_holding", "quantity", f"you do not hold {order.quantity} {order.symbol} unreserved", 409
-            )
+            ),
+        )
         return dict(traders.find_one({"_id": order.trader_id}, ACCOUNT_FIELDS, session=session) or {})
-    account = traders.find_one_and_update(
+    return update_while_free(
+        traders,
         {"_id": order.trader_id, **available("cash", order.reserved_cash)},
         {"$inc": {"reserved_cash": Decimal128(order.reserved_cash)}},
+        free=("cash", "reserved_cash"),
         projection=ACCOUNT_FIELDS,
-        return_document=ReturnDocument.AFTER,
         session=session,
-    )
-    if account is None or not still_free(account, "cash", "reserved_cash"):
-        raise OrderRejected(
+        refusal=lambda: OrderRejected(
             "insufficient_buying_power",
             "quantity",
             f"{order.quantity} {order.symbol} at {reservation_price(order)} needs {order.reserved_cash} buying power",
             409,
-        )
-    return dict(account)
+        ),
+    )
 
 
 def release(order: Order) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 // The trader's live account: events from the feed socket (fills, cancels, expiries, ready invoices) applied
 // to the page's state in sequence, and the open-orders panel with its cancel buttons.
 
-import { AccountSequence, applyAccountEvent, describeFill, eventOrder, isOpenOrder, withReadyInvoices } from "./account.js";
+import { AccountSequence, applyAccountEvent, describeFill, eventOrder, OpenOrdersLedger, withReadyInvoices } from "./account.js";
 import { debounce } from "./batching.js";
 import { escapeHtml, formatPrice, formatShortTime } from "./format.js";
 import { listOf } from "./panels.js";
@@ -39,7 +39,9 @@ export function startAccountPanel({ $, boot, store, say, api, stats }) {
   const sequence = new AccountSequence(Number.isInteger(boot.account_seq) ? boot.account_seq : null);
   const readyInvoices = new Set();
   const account = { seq: null, events: [], refreshes: 0 };
-  const loadOpenOrders = startOpenOrders({ $, store, say, api });
+  // Settled and newly opened orders, so that an open-orders answer read before an event or a cancel cannot undo it.
+  const ledger = new OpenOrdersLedger();
+  const loadOpenOrders = startOpenOrders({ $, store, say, api, ledger });
   stats.account = account;
   let socketSend = () => {};
 
@@ -67,7 +69,7 @@ export function startAccountPanel({ $, boot, store, say, api, stats }) {
     account.events.push({ seq: event.seq, event: event.event, id: eventOrder(event)?.id ?? null });
     if (account.events.length > 200) account.events.splice(0, 100);
     const state = { orders: store.get("orders"), openOrders: store.get("openOrders"), portfolio: store.get("portfolio") };
-    for (const [slice, value] of Object.entries(applyAccountEvent(state, event, readyInvoices))) store.set(slice, value);
+    for (const [slice, value] of Object.entries(applyAccountEvent(state, event, readyInvoices, ledger))) store.set(slice, value);
     if (event.event === "order_filled") {
       const order = eventOrder(event);
       if (order?.type && order.type !== "market") say(describeFill(order), "ok");
@@ -100,10 +102,12 @@ export function startAccountPanel({ $, boot, store, say, api, stats }) {
 }
 
 // The open-orders panel: loaded once at start (and after a refresh), cancel buttons; events keep it current.
-function startOpenOrders({ $, store, say, api }) {
+function startOpenOrders({ $, store, say, api, ledger }) {
   async function loadOpenOrders() {
+    const token = ledger.requested();
     const page = await api.get(OPEN_ORDERS_PATH);
-    store.set("openOrders", listOf(page).filter(isOpenOrder));
+    const openOrders = ledger.reconcile(listOf(page), store.get("openOrders"), token);
+    if (openOrders) store.set("openOrders", openOrders);
   }
 
   store.subscribe("openOrders", (orders) => renderOpenOrders($("open-orders"), orders));
@@ -118,6 +122,7 @@ function startOpenOrders({ $, store, say, api }) {
     button.disabled = true;
     try {
       await api.del(`/api/v1/orders/${encodeURIComponent(id)}`);
+      ledger.settle(id);
       store.set("openOrders", (store.get("openOrders") ?? []).filter((o) => o.id !== id));
     } catch (error) {
       say(error.status === 409 ? `Not cancelled: ${error.message}` : `Could not cancel: ${error.message}`);

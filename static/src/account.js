@@ -71,13 +71,76 @@ export function eventOrder(event) {
 
 export const isOpenOrder = (order) => order.type !== "market" && !TERMINAL_STATUSES.has(order.status);
 
+// What the page knows about its open orders beyond the list itself, so that a fetched list cannot undo an
+// event or a cancel: an answer to GET /orders?status=open may have been read by the server before an order
+// settled (or opened) and arrive after the page heard of it. Ids of settled orders are kept (a bounded,
+// oldest-first record: an answer older than the last `limit` settlements is long gone); ids an event opened
+// are kept with the tick of the clock they opened at, until an answer requested after them was applied.
+export class OpenOrdersLedger {
+  constructor(limit = 1000) {
+    this.limit = limit;
+    this.clock = 0; // ticks at every request and every opening event
+    this.settled = new Set();
+    this.opened = new Map(); // id -> the tick its order_accepted was applied at
+    this.applied = 0; // the tick of the newest answer applied
+  }
+
+  // A request for the open orders is about to be sent: its token for `reconcile`.
+  requested() {
+    this.clock += 1;
+    return this.clock;
+  }
+
+  isSettled(id) {
+    return this.settled.has(id);
+  }
+
+  // The order is filled, cancelled or expired (a terminal event, or a DELETE that succeeded).
+  settle(id) {
+    this.opened.delete(id);
+    this.settled.delete(id);
+    this.settled.add(id);
+    if (this.settled.size > this.limit) this.settled.delete(this.settled.values().next().value);
+  }
+
+  // An account event is being applied.
+  observe(event) {
+    const order = eventOrder(event);
+    if (!order) return;
+    if (event.event === "order_accepted" && isOpenOrder(order) && !this.settled.has(order.id)) {
+      this.clock += 1;
+      this.opened.set(order.id, this.clock);
+      if (this.opened.size > this.limit) this.opened.delete(this.opened.keys().next().value);
+    } else if (TERMINAL_EVENTS.has(event.event) || TERMINAL_STATUSES.has(order.status)) {
+      this.settle(order.id);
+    }
+  }
+
+  // The open orders to show when the answer to request `token` arrives with `fetched` (a page of orders) and
+  // the page shows `current`: the fetched open orders not settled since, plus those an event opened after
+  // the request was sent, each once. Null when a later request's answer was already applied (keep `current`).
+  reconcile(fetched, current, token) {
+    if (token < this.applied) return null;
+    this.applied = token;
+    const shown = fetched.filter((o) => isOpenOrder(o) && !this.settled.has(o.id));
+    const ids = new Set(shown.map((o) => o.id));
+    const since = (current ?? []).filter((o) => (this.opened.get(o.id) ?? 0) > token && !this.settled.has(o.id) && !ids.has(o.id));
+    for (const [id, tick] of this.opened) if (tick <= token) this.opened.delete(id); // the answer covers them
+    return [...since, ...shown];
+  }
+}
+
+const TERMINAL_EVENTS = new Set(["order_filled", "order_cancelled", "order_expired"]);
+
 // The state slices an event changes: { orders, openOrders, portfolio } (only those that changed), given
-// the current ones and the ids whose invoices are known to be ready.
-export function applyAccountEvent(state, event, readyInvoices) {
+// the current ones and the ids whose invoices are known to be ready. With a ledger, the event is noted in
+// it first, and an acceptance that arrives after the order settled (a cancel answered first) opens nothing.
+export function applyAccountEvent(state, event, readyInvoices, ledger = null) {
   const order = eventOrder(event);
   const next = {};
+  ledger?.observe(event);
   if (order) {
-    const openOrders = reviseOpenOrders(state.openOrders ?? [], event.event, order);
+    const openOrders = reviseOpenOrders(state.openOrders ?? [], event.event, order, ledger?.isSettled(order.id));
     if (openOrders !== state.openOrders) next.openOrders = openOrders;
     const orders = reviseTrades(state.orders ?? [], event.event, order, readyInvoices);
     if (orders !== state.orders) next.orders = orders;
@@ -87,9 +150,9 @@ export function applyAccountEvent(state, event, readyInvoices) {
   return next;
 }
 
-function reviseOpenOrders(openOrders, kind, order) {
+function reviseOpenOrders(openOrders, kind, order, settled = false) {
   const without = openOrders.filter((o) => o.id !== order.id);
-  if (kind === "order_accepted" && isOpenOrder(order)) return [{ ...order, status: order.status ?? "open" }, ...without];
+  if (kind === "order_accepted" && isOpenOrder(order) && !settled) return [{ ...order, status: order.status ?? "open" }, ...without];
   if (kind === "order_accepted" || without.length === openOrders.length) return openOrders;
   return without; // filled, cancelled or expired: no longer open
 }

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 
-import { AccountSequence, applyAccountEvent, describeFill, withReadyInvoices } from "../../static/src/account.js";
+import { AccountSequence, applyAccountEvent, describeFill, OpenOrdersLedger, withReadyInvoices } from "../../static/src/account.js";
 
 const RUNS = { numRuns: 300 };
 
@@ -200,4 +200,157 @@ test("a resting order opens on acceptance and leaves on cancel or expiry; a mark
   const market = { event: "order_accepted", id: "m1", type: "market", status: "accepted" };
   assert.deepEqual(applyAccountEvent({ orders: [], openOrders: [] }, market, ready), {});
   assert.equal(describeFill(filled), "Filled: Bought 3 ACME at 10.00.");
+});
+
+// The open-orders panel against a model server: orders open and settle there (each change published as an
+// account event, delivered in order), GET /orders?status=open is read by the server at some moment after it
+// was sent and answered at some later one, in any order, and a cancel's DELETE settles the order when the
+// server takes it and tells the page when its answer arrives. The page is wired as account-panel.js wires it.
+class OpenOrdersModel {
+  constructor() {
+    this.open = new Map(); // the server's open orders
+    this.nextId = 1;
+    this.events = []; // published, not yet applied by the page
+    this.gets = []; // { token, answer: null | orders } sent, not yet answered
+    this.deletes = []; // { id, ok } taken by the server, answer not yet arrived
+    this.ledger = new OpenOrdersLedger();
+    this.shown = []; // the store's openOrders
+    this.accepted = new Set(); // ids whose order_accepted the page applied
+    this.settled = new Set(); // ids the page heard are settled (a terminal event or a DELETE that succeeded)
+  }
+
+  place() {
+    const order = { id: `o${this.nextId++}`, type: "limit", status: "open", symbol: "ACME" };
+    this.open.set(order.id, order);
+    this.events.push({ event: "order_accepted", order });
+  }
+
+  settle(pick, event) {
+    const id = [...this.open.keys()][pick % Math.max(this.open.size, 1)];
+    if (id === undefined) return;
+    this.open.delete(id);
+    this.events.push({ event, order: { id, status: event.replace("order_", "") } });
+  }
+
+  deliver() {
+    const event = this.events.shift();
+    if (!event) return;
+    const next = applyAccountEvent({ openOrders: this.shown, orders: [] }, event, new Set(), this.ledger);
+    if (next.openOrders) this.shown = next.openOrders;
+    if (event.event === "order_accepted") this.accepted.add(event.order.id);
+    else this.settled.add(event.order.id);
+  }
+
+  send() {
+    this.gets.push({ token: this.ledger.requested(), answer: null });
+  }
+
+  read(pick) {
+    const unread = this.gets.filter((g) => g.answer === null);
+    if (unread.length) unread[pick % unread.length].answer = [...this.open.values()].map((o) => ({ ...o }));
+  }
+
+  answer(pick) {
+    const read = this.gets.filter((g) => g.answer !== null);
+    if (!read.length) return;
+    const get = read[pick % read.length];
+    this.gets.splice(this.gets.indexOf(get), 1);
+    const openOrders = this.ledger.reconcile(get.answer, this.shown, get.token);
+    if (openOrders) this.shown = openOrders;
+  }
+
+  // The trader clicks Cancel on a shown order; the server takes the DELETE at once.
+  cancel(pick) {
+    if (!this.shown.length) return;
+    const id = this.shown[pick % this.shown.length].id;
+    const ok = this.open.delete(id);
+    if (ok) this.events.push({ event: "order_cancelled", order: { id, status: "cancelled" } });
+    this.deletes.push({ id, ok });
+  }
+
+  cancelled(pick) {
+    if (!this.deletes.length) return;
+    const [{ id, ok }] = this.deletes.splice(pick % this.deletes.length, 1);
+    if (ok) {
+      this.ledger.settle(id);
+      this.settled.add(id);
+      this.shown = this.shown.filter((o) => o.id !== id);
+    } else {
+      this.send(); // a 409: the panel loads the open orders again
+    }
+  }
+
+  play({ kind, pick }) {
+    if (kind === "place") this.place();
+    else if (kind === "fill") this.settle(pick, "order_filled");
+    else if (kind === "expire") this.settle(pick, "order_expired");
+    else if (kind === "cancelled elsewhere") this.settle(pick, "order_cancelled");
+    else this[kind](pick);
+  }
+}
+
+const openOrdersStep = fc.record({
+  kind: fc.constantFrom("place", "place", "fill", "expire", "cancelled elsewhere", "deliver", "deliver", "send", "read", "answer", "cancel", "cancelled"),
+  pick: fc.nat(),
+});
+
+function assertPanelConsistent(model) {
+  const ids = model.shown.map((o) => o.id);
+  assert.equal(new Set(ids).size, ids.length, `an order is shown twice: ${ids}`);
+  for (const id of ids) assert.ok(!model.settled.has(id), `${id} is shown open after the page heard it settled`);
+  for (const id of model.accepted) {
+    if (model.open.has(id)) assert.ok(ids.includes(id), `${id} was opened by an event, is still open, and is not shown`);
+  }
+}
+
+test("Property: open-orders answers, events and cancels in any interleaving never show a settled order, never drop one an event opened, never show one twice", () => {
+  fc.assert(
+    fc.property(fc.array(openOrdersStep, { maxLength: 120, size: "max" }), (steps) => {
+      const model = new OpenOrdersModel();
+      model.send(); // the panel's first load
+      for (const step of steps) {
+        model.play(step);
+        assertPanelConsistent(model);
+      }
+    }),
+    RUNS,
+  );
+});
+
+test("Property: once every event and answer has arrived, a fresh load shows exactly the server's open orders", () => {
+  fc.assert(
+    fc.property(fc.array(openOrdersStep, { maxLength: 120, size: "max" }), (steps) => {
+      const model = new OpenOrdersModel();
+      model.send();
+      for (const step of steps) model.play(step);
+      while (model.deletes.length) model.cancelled(0);
+      while (model.events.length) model.deliver();
+      model.send();
+      while (model.gets.length) {
+        model.read(0);
+        model.answer(model.gets.length - 1); // the fresh load last
+      }
+      assertPanelConsistent(model);
+      assert.deepEqual(model.shown.map((o) => o.id).sort(), [...model.open.keys()].sort());
+    }),
+    RUNS,
+  );
+});
+
+test("a load read before a cancel and answered after it does not bring the order back; one read before an acceptance keeps it", () => {
+  const ledger = new OpenOrdersLedger();
+  const resting = { id: "r1", type: "limit", status: "open" };
+  const token = ledger.requested();
+  ledger.settle("r1"); // the DELETE succeeded
+  assert.deepEqual(ledger.reconcile([resting], [], token), []);
+  const late = ledger.requested();
+  const accepted = { event: "order_accepted", order: { id: "r2", type: "limit", status: "open" } };
+  const opened = applyAccountEvent({ openOrders: [] }, accepted, new Set(), ledger).openOrders;
+  assert.deepEqual(
+    ledger.reconcile([], opened, late).map((o) => o.id),
+    ["r2"],
+  );
+  assert.equal(ledger.reconcile([resting], opened, token), null); // older than the answer already applied
+  const reopened = applyAccountEvent({ openOrders: [], orders: [] }, { event: "order_accepted", order: resting }, new Set(), ledger);
+  assert.deepEqual(reopened, {}); // an acceptance arriving after its cancel's answer opens nothing
 });

@@ -146,6 +146,33 @@ def test_a_stop_sell_fills_at_the_tick_price_and_a_stop_limit_waits_for_its_limi
     assert (limit_order.status, limit_order.price) == ("filled", Decimal("8.80"))
 
 
+def test_a_stop_buy_whose_tick_gaps_past_the_buying_power_is_cancelled_not_filled(market, make_trader, events) -> None:
+    trader, _ = make_trader("1000.00")
+    # ACME is at 10.00: the limit buy rests, reserving 50.00.
+    resting = place_order(trader=trader, symbol="ACME", side="buy", quantity=10, terms=limit("5.00")).order
+    stop = OrderTerms(type="stop", stop_price=Decimal("100.00"))
+    stop_order = place_order(trader=trader, symbol="ACME", side="buy", quantity=9, terms=stop).order
+    assert account(trader).reserved_cash == Decimal("950.00")  # buying power 50.00
+    ticks = QueuedTicks()
+    matcher = matcher_on(ticks)
+    # The stop triggers at 110.00: 9 x 110.00 = 990.00, 40.00 more than its own 900.00 and the 50.00 free.
+    ticks.tick("ACME", "110.00")
+    assert matcher.step() == 0
+    stop_order.refresh_from_db()
+    resting.refresh_from_db()
+    assert (stop_order.status, stop_order.reason, stop_order.price) == ("cancelled", "insufficient_cash", None)
+    assert resting.status == "open"
+    after = account(trader)
+    assert (after.cash, after.reserved_cash) == (Decimal("1000.00"), Decimal("50.00"))  # only the resting limit's
+    assert not Holding.objects.exists() and not Invoice.objects.exists()
+    announced = [
+        (event, payload["status"], payload["buying_power"])
+        for _, event, payload in events
+        if payload["id"] == str(stop_order.pk)
+    ]
+    assert announced == [("order_accepted", "open", "50.00"), ("order_cancelled", "cancelled", "950.00")]
+
+
 def test_a_restarted_matcher_rereading_ticks_fills_nothing_twice(market, make_trader) -> None:
     trader, _ = make_trader("1000.00")
     place_order(trader=trader, symbol="ACME", side="buy", quantity=10, terms=limit("9.50"))
