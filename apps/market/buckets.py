@@ -21,6 +21,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from apps.core.clock import moment
+from apps.core.indexes import in_lists
 from apps.market.models import TickBucket
 from apps.market.stream import NumberedTick
 from apps.market.ticks import Tick
@@ -170,7 +171,8 @@ class MongoBucketStore:
     def _merge(self, documents: Sequence[dict[str, Any]]) -> int:
         """Buckets whose window is stored already (re-delivered, or closed early when full): add only
         the points the stored bucket lacks, in one guarded replace per bucket."""
-        stored = {d["_id"]: d for d in self.collection.find({"_id": {"$in": [d["_id"] for d in documents]}})}
+        ids = [d["_id"] for d in documents]
+        stored = {d["_id"]: d for some in in_lists(ids) for d in self.collection.find({"_id": {"$in": list(some)}})}
         replacements, added = [], 0
         for document in documents:
             existing = stored.get(document["_id"])

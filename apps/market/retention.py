@@ -19,6 +19,7 @@ from django.utils import timezone
 from pymongo import ReplaceOne
 
 from apps.core.clock import epoch_ms_ceiling
+from apps.core.indexes import in_lists
 from apps.market.buckets import bucket_document, document_ticks
 from apps.market.models import TickBucket
 
@@ -72,7 +73,8 @@ def ticks_delete_older_than(
                 break
         if not batch:
             break
-        collection.delete_many({"_id": {"$in": batch}})
+        for some in in_lists(batch):
+            collection.delete_many({"_id": {"$in": list(some)}})
         yield ticks
         if ticks < batch_size:
             break  # that was every old bucket

@@ -28,6 +28,7 @@ from kombu.exceptions import ChannelError
 from prometheus_client import REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from apps.core.indexes import IN_LIST_MAX
 from apps.core.jobs import dead_letters_pending
 from apps.core.metrics import (
     CELERY_QUEUE_LENGTH,
@@ -265,7 +266,7 @@ def rollup_record(*, now: datetime) -> MetricSample | None:
     )
 
 
-def samples_prune(*, now: datetime | None = None, batch: int = 1000, max_batches: int = 50) -> int:
+def samples_prune(*, now: datetime | None = None, batch: int = IN_LIST_MAX, max_batches: int = 500) -> int:
     """Delete samples past retention, `batch` at a time and at most `max_batches` per call; returns the count."""
     now = now or timezone.now()
     limits = {

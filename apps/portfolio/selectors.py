@@ -19,6 +19,7 @@ from django.db import connection as default_connection
 from django_mongodb_backend.base import DatabaseWrapper
 
 from apps.core.cache import cached
+from apps.core.indexes import in_lists
 from apps.market.selectors import latest_prices
 from apps.portfolio.models import Holding, Invoice, Order, Trader
 from apps.portfolio.valuation import Portfolio, PortfolioValuation, valued_portfolio
@@ -52,9 +53,6 @@ def _holding_documents(query: dict[str, Any]) -> list[dict[str, Any]]:
     return list(collection.find(query, fields, sort=[("symbol", 1)], batch_size=ONE_ROUND_TRIP_BATCH))
 
 
-IN_LIST_MAX = 100  # SecantusDB matches `$in` in time growing with the square of its list: 900 ids, 650 ms
-
-
 def portfolio_values(trader_ids: Sequence[Any] | None = None) -> dict[Any, PortfolioValuation]:
     """Value many traders (None: every trader) at the latest prices: 3 queries and 1 MGET whatever their
     holdings, per 100 listed traders (every trader: 3 scans).
@@ -68,8 +66,8 @@ def portfolio_values(trader_ids: Sequence[Any] | None = None) -> dict[Any, Portf
         return _values_where(None)
     ids = [ObjectId(pk) for pk in trader_ids]
     values: dict[Any, PortfolioValuation] = {}
-    for start in range(0, len(ids), IN_LIST_MAX):
-        values |= _values_where(ids[start : start + IN_LIST_MAX])
+    for some in in_lists(ids):
+        values |= _values_where(list(some))
     return values
 
 
@@ -321,7 +319,8 @@ def trades_in_id_range(*, after: ObjectId | None, upto: ObjectId, limit: int) ->
 
     Each fill writes its invoice in its own transaction, so the invoice's id orders trades by when they
     filled: a limit order resting since long before the counters' watermark is counted when it fills.
-    Two index lookups: the invoices' id range, then their orders by id. `pk` is the invoice's id."""
+    Index lookups: the invoices' id range, then their orders by id, 100 at a time (`in_lists`). `pk` is the
+    invoice's id."""
     invoices = Invoice.objects.filter(pk__lte=upto)
     if after is not None:
         invoices = invoices.filter(pk__gt=after)
@@ -329,7 +328,11 @@ def trades_in_id_range(*, after: ObjectId | None, upto: ObjectId, limit: int) ->
     if not batch:
         return []
     fields = ("pk", "trader_id", "symbol", "quantity", "amount", "created_at")
-    orders = {row["pk"]: row for row in Order.objects.filter(pk__in=[b["order_id"] for b in batch]).values(*fields)}
+    orders = {
+        row["pk"]: row
+        for some in in_lists([b["order_id"] for b in batch])
+        for row in Order.objects.filter(pk__in=some).values(*fields)
+    }
     return [{**orders[b["order_id"]], "pk": b["pk"]} for b in batch if b["order_id"] in orders]
 
 

@@ -48,9 +48,9 @@ def test_valuing_many_traders_costs_the_same_round_trips_as_one(make_trader, rou
 
 def test_a_long_list_of_traders_is_valued_in_short_lists(make_trader, round_trips, monkeypatch) -> None:
     """SecantusDB's `$in` costs the square of its length: every query names at most IN_LIST_MAX ids."""
-    from apps.portfolio import selectors
+    from apps.core import indexes
 
-    monkeypatch.setattr(selectors, "IN_LIST_MAX", 5)
+    monkeypatch.setattr(indexes, "IN_LIST_MAX", 5)
     traders = [make_trader("100.00")[0] for _ in range(12)]
     for trader in traders:
         holdings_for(trader, 2)
