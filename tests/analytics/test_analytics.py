@@ -202,7 +202,7 @@ def test_the_most_volatile_symbols_come_from_the_price_rings(listed: None) -> No
     before=st.lists(st.tuples(st.sampled_from(["ACME", "BOLT", "CORE"]), st.integers(1, 50)), max_size=6),
     after=st.lists(st.tuples(st.sampled_from(["ACME", "BOLT", "CORE"]), st.integers(1, 50)), max_size=6),
     moves=st.dictionaries(
-        st.sampled_from(["ACME", "BOLT", "CORE"]), st.lists(st.integers(1, 100_000), min_size=2, max_size=6)
+        st.sampled_from(["ACME", "BOLT", "CORE"]), st.lists(st.integers(1, 100_000), min_size=3, max_size=6)
     ),
     cold=st.booleans(),
 )
