@@ -54,3 +54,51 @@ class CommandRecorder(monitoring.CommandListener):
 
 MONGO_COMMANDS = CommandRecorder()
 monitoring.register(MONGO_COMMANDS)
+
+
+@dataclass(frozen=True)
+class Update:
+    collection: str
+    statements: list[dict]  # the command's `updates`: each {"q": filter, "u": update, ...}
+    modified: int  # documents the server says it changed
+
+
+class UpdateRecorder(monitoring.CommandListener):
+    """Records every `update` command that changed a document, from any thread, while `recording()` is active."""
+
+    def __init__(self) -> None:
+        self._active = False
+        self._lock = threading.Lock()
+        self._started: dict[tuple[object, int], tuple[str, list[dict]]] = {}
+        self.updates: list[Update] = []
+
+    @contextmanager
+    def recording(self) -> Iterator[list[Update]]:
+        with self._lock:
+            self.updates = []
+            self._started.clear()
+            self._active = True
+        try:
+            yield self.updates
+        finally:
+            self._active = False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self._active and event.command_name == "update":
+            with self._lock:
+                target = (event.connection_id, event.request_id)
+                self._started[target] = (event.command["update"], list(event.command.get("updates", [])))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        with self._lock:
+            started = self._started.pop((event.connection_id, event.request_id), None)
+            if started is not None and event.reply.get("nModified", 0):
+                self.updates.append(Update(started[0], started[1], int(event.reply["nModified"])))
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        with self._lock:
+            self._started.pop((event.connection_id, event.request_id), None)
+
+
+MONGO_UPDATES = UpdateRecorder()
+monitoring.register(MONGO_UPDATES)

@@ -13,6 +13,10 @@ append:
   trimmed to ACCOUNT_EVENTS_HISTORY entries and expiring ACCOUNT_EVENTS_TTL_SECONDS after the last event;
 - `PUBLISH` `"<user id> <frame>"` on the one channel every web process reads.
 
+An append may name itself `once`: then it happens only if no append of that name did within the
+history's life (`SET NX` of the name in the same script), so a job redelivered after it published, or
+after it stored its effect and died before publishing, announces that effect once (Property 35).
+
 The frame is finished inside the script (`{"type":"account","seq":N,` + the event's JSON), so it is
 encoded once, by the publisher, whoever receives it.
 """
@@ -35,6 +39,9 @@ FRAME_TYPE = "account"
 RESERVED_FIELDS = frozenset({"type", "seq"})
 
 _APPEND = """
+if #KEYS == 4 and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[2]) then
+  return 0
+end
 local seq = 0
 for i = 4, #ARGV do
   seq = redis.call('INCR', KEYS[1])
@@ -60,6 +67,10 @@ def history_key(user_id: object) -> str:
     return key("account-events", str(user_id), "history")
 
 
+def once_key(user_id: object, once: str) -> str:
+    return key("account-events", str(user_id), "once", once)
+
+
 def encode_body(fields: dict[str, Any]) -> str:
     """The event's JSON object without its opening brace: what the frame continues with after its seq."""
     clash = RESERVED_FIELDS & fields.keys()
@@ -75,13 +86,16 @@ def _append_script() -> Script:
     return cast(Script, redis_client().register_script(_APPEND))
 
 
-def append(user_id: object, *events: dict[str, Any]) -> int:
+def append(user_id: object, *events: dict[str, Any], once: str | None = None) -> int:
     """Number, store and publish the user's events, in order, in one round trip; the last one's number.
 
-    Raises redis.RedisError."""
+    With `once`, only the first append of that name (within the history's life) does so; the others
+    return 0. Raises redis.RedisError."""
     script = _append_script()
     history_ms = settings.ACCOUNT_EVENTS_TTL_SECONDS * 1000
     keys = [sequence_key(user_id), history_key(user_id), channel()]
+    if once is not None:
+        keys.append(once_key(user_id, once))
     args: list[str | int] = [settings.ACCOUNT_EVENTS_HISTORY, history_ms, str(user_id)]
     return int(script(keys=keys, args=[*args, *map(encode_body, events)]))
 

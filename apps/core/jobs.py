@@ -5,9 +5,6 @@
 - `ReliableTask`: late acknowledgement (a worker crash redelivers), retries
   with exponential backoff and jitter (Property 30, `backoff_delay`), and after
   the last attempt a DeadLetter record instead of a silent loss.
-- `ExactlyOnceTask`: a ReliableTask whose effect is committed together with an
-  idempotency key (`run_once`), so a redelivered task has its effect once
-  (Property 35). Its effect must be MongoDB writes (they join the transaction).
 - `dead_letters_replay(...)`: send dead letters again (admin action and
   `manage.py replay_dead_letters`).
 - The outbox: a job whose record is durable (an invoice pending in MongoDB)
@@ -19,31 +16,25 @@
 import contextlib
 import logging
 import random
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from celery import Task, current_app
-from django.db import DatabaseError, IntegrityError
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_mongodb_backend import transaction
-from pymongo.errors import PyMongoError
 
 from apps.core import backoff
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 300.0
 # Each delay is shortened by up to this fraction at random: retries of many
 # jobs that failed together spread out, and every delay still exceeds the one
 # before it (0.75 * 2 > 1) until the cap.
 BACKOFF_JITTER = 0.25
-# Deliveries of one key racing each other: a conflict means another holds the key uncommitted.
-RUN_ONCE_ATTEMPTS = 8
 
 
 def backoff_delay(
@@ -169,55 +160,6 @@ def outbox_claim(
     value (another one claimed meanwhile) changes nothing (Property 35: one resend per stale period)."""
     result = collection.update_one({"_id": document_id, sent_field: last_sent}, {"$set": {sent_field: now}})
     return bool(result.modified_count == 1)
-
-
-def _is_write_conflict(error: BaseException) -> bool:
-    """Another transaction holds the same key uncommitted (the driver's error wrapped in Django's)."""
-    cause = error.__cause__
-    return isinstance(cause, PyMongoError) and cause.has_error_label("TransientTransactionError")
-
-
-def run_once(key: str, effect: Callable[[], T], *, task_name: str = "") -> tuple[bool, T | None]:
-    """Run `effect` and record `key` in one transaction, unless `key` was recorded before.
-
-    Returns (ran, result). A second delivery with the same key does nothing, even
-    when two arrive at once: the unique key makes one transaction fail and roll back
-    (a duplicate key once the other committed, a write conflict while it is still open:
-    then this delivery backs off and looks again, and runs only if the other rolled back).
-    """
-    from apps.core.models import JobRun
-
-    for attempt in range(RUN_ONCE_ATTEMPTS):
-        if JobRun.objects.filter(key=key).exists():
-            return False, None
-        try:
-            with transaction.atomic():
-                JobRun.objects.create(key=key, task_name=task_name[:200])
-                result = effect()
-        except IntegrityError:
-            if JobRun.objects.filter(key=key).exists():
-                return False, None  # a concurrent delivery committed first
-            raise
-        except DatabaseError as error:
-            if not _is_write_conflict(error) or attempt == RUN_ONCE_ATTEMPTS - 1:
-                raise
-            time.sleep(backoff_delay(attempt, base=0.01, maximum=0.5))
-            continue
-        return True, result
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-class ExactlyOnceTask(ReliableTask):
-    """A critical job: the effect of one task id (or an explicit `idempotency_key` kwarg) commits once."""
-
-    abstract = True
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        key = kwargs.pop("idempotency_key", None) or f"{self.name}:{self.request.id}"
-        ran, result = run_once(key, lambda: super(ExactlyOnceTask, self).__call__(*args, **kwargs), task_name=self.name)
-        if not ran:
-            logger.info("job %s: key %s already done; redelivery skipped", self.name, key)
-        return result
 
 
 def registered_tasks() -> dict[str, Task]:

@@ -76,9 +76,9 @@ def _fields(event: str, payload: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _send(user_id: str, events: list[dict[str, Any]]) -> None:
+def _send(user_id: str, events: list[dict[str, Any]], once: str | None) -> None:
     try:
-        account_events.append(user_id, *events)
+        account_events.append(user_id, *events, once=once)
     except redis.RedisError:
         ACCOUNT_EVENTS.labels(outcome="dropped").inc(len(events))
         names = ", ".join(e["event"] for e in events)
@@ -88,11 +88,16 @@ def _send(user_id: str, events: list[dict[str, Any]]) -> None:
 
 
 def publish_account_events(
-    trader_id: object, events: list[tuple[str, dict[str, Any]]], *, user_id: object | None = None
+    trader_id: object,
+    events: list[tuple[str, dict[str, Any]]],
+    *,
+    user_id: object | None = None,
+    once: str | None = None,
 ) -> None:
     """Announce `events` (name, payload), in order, to the trader's live connections once the current
     transaction commits (at once outside one), in one Redis round trip. A payload holds the order's fields
-    (or `{"order": {...}}`), and `cash` / `buying_power` when known. `user_id` saves a lookup."""
+    (or `{"order": {...}}`), and `cash` / `buying_power` when known. `user_id` saves a lookup; `once` names
+    the announcement so that a repeated one is not sent again (`account_events.append`)."""
     for event, _payload in events:
         if event not in EVENTS:
             raise ValueError(f"event: expected one of {', '.join(sorted(EVENTS))}, got {event!r}")
@@ -103,16 +108,16 @@ def publish_account_events(
         if user is None:
             logger.warning("account events: trader %s has no user", trader_id)
             return
-        _send(user, fields)
+        _send(user, fields, once)
 
     transaction.on_commit(send)
 
 
 def publish_account_event(
-    trader_id: object, event: str, payload: dict[str, Any], *, user_id: object | None = None
+    trader_id: object, event: str, payload: dict[str, Any], *, user_id: object | None = None, once: str | None = None
 ) -> None:
     """One event (see publish_account_events): the order paths' entry point."""
-    publish_account_events(trader_id, [(event, payload)], user_id=user_id)
+    publish_account_events(trader_id, [(event, payload)], user_id=user_id, once=once)
 
 
 def order_fields(order: Order) -> dict[str, Any]:
@@ -141,7 +146,7 @@ def order_fields(order: Order) -> dict[str, Any]:
 
 
 def publish_invoice_ready(invoice: Invoice) -> None:
-    """The trade's PDF confirmation can be downloaded now."""
+    """The trade's PDF confirmation can be downloaded now: said once, however often its job runs."""
     fields = {"id": str(invoice.order_id), "invoice_number": invoice.number, "invoice_status": "ready"}
     fields["invoice_url"] = f"/api/v1/trades/{invoice.order_id}/invoice"
-    publish_account_event(invoice.trader_id, "invoice_ready", fields)
+    publish_account_event(invoice.trader_id, "invoice_ready", fields, once=f"invoice_ready:{invoice.order_id}")

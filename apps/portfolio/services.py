@@ -282,8 +282,14 @@ def invoice_mark_ready(*, invoice: Invoice, pdf: bytes) -> bool:
         {"$set": {"status": Invoice.Status.READY, "pdf": pdf, "ready_at": timezone.now()}},
     )
     if result.modified_count == 1:
-        publish_invoice_ready(invoice)
+        invoice_announce_ready(invoice=invoice)
     return result.modified_count == 1
+
+
+def invoice_announce_ready(*, invoice: Invoice) -> None:
+    """Tell the trader the PDF is ready; a redelivered job calls it again (its first delivery may have died
+    between storing the PDF and announcing it), and the announcement is sent once (`publish_invoice_ready`)."""
+    publish_invoice_ready(invoice)
 
 
 def invoice_mark_failed(*, order_id: ObjectId) -> None:

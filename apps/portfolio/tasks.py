@@ -11,7 +11,13 @@ from apps.core.metrics import INVOICES_RENDERED
 from apps.portfolio.invoices import render_invoice_pdf
 from apps.portfolio.models import Invoice
 from apps.portfolio.selectors import invoice_with_trade, object_id
-from apps.portfolio.services import invoice_job_key, invoice_mark_failed, invoice_mark_ready, invoices_resend_stalled
+from apps.portfolio.services import (
+    invoice_announce_ready,
+    invoice_job_key,
+    invoice_mark_failed,
+    invoice_mark_ready,
+    invoices_resend_stalled,
+)
 
 
 class InvoiceTask(ReliableTask):
@@ -27,13 +33,15 @@ class InvoiceTask(ReliableTask):
 
 @shared_task(base=InvoiceTask, name="apps.portfolio.tasks.generate_invoice")
 def generate_invoice(order_id: str) -> str:
-    """Render and store the trade's PDF confirmation; a redelivered job changes nothing (idempotent)."""
+    """Render and store the trade's PDF confirmation, then announce it; a redelivered job stores nothing
+    and announces only what its first delivery may have died before announcing (Property 35)."""
     pk = object_id(order_id)
     invoice = None if pk is None else invoice_with_trade(order_id=pk)
     if invoice is None:
         return "unknown"
     if invoice.status == Invoice.Status.READY:
-        return invoice.status  # a redelivery: the PDF exists
+        invoice_announce_ready(invoice=invoice)  # a redelivery: the PDF exists
+        return invoice.status
     with job_lease(invoice_job_key(order_id), seconds=settings.INVOICE_JOB_LEASE_SECONDS):  # the sweeper waits
         if invoice_mark_ready(invoice=invoice, pdf=render_invoice_pdf(invoice)):
             INVOICES_RENDERED.inc()

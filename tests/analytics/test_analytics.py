@@ -16,6 +16,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from apps.analytics.models import AnalyticsState
+from apps.analytics.schemas import AnalyticsOut
 from apps.analytics.selectors import analytics_summary
 from apps.analytics.services import SETTLE_SECONDS, TradeCounters, TradeFact, analytics_refresh, volatility
 from apps.core.cache import default_cache
@@ -200,6 +201,9 @@ def test_the_most_volatile_symbols_come_from_the_price_rings(listed: None) -> No
 @given(
     before=st.lists(st.tuples(st.sampled_from(["ACME", "BOLT", "CORE"]), st.integers(1, 50)), max_size=6),
     after=st.lists(st.tuples(st.sampled_from(["ACME", "BOLT", "CORE"]), st.integers(1, 50)), max_size=6),
+    moves=st.dictionaries(
+        st.sampled_from(["ACME", "BOLT", "CORE"]), st.lists(st.integers(1, 100_000), min_size=3, max_size=6)
+    ),
     cold=st.booleans(),
 )
 def test_a_summary_request_serves_the_precomputed_document_and_computes_nothing(
@@ -208,12 +212,14 @@ def test_a_summary_request_serves_the_precomputed_document_and_computes_nothing(
     buyer: Trader,
     before: list[tuple[str, int]],
     after: list[tuple[str, int]],
+    moves: dict[str, list[int]],
     cold: bool,
 ) -> None:
     """Feature: trading-performance-optimization, Property 13: For any analytics request, the system should return
     pre-computed results rather than calculating in real-time — whatever the trades before and after the last
-    refresh and whether the cache is warm or cold, a summary request reads nothing but the precomputed document
-    and answers exactly what the refresh computed; trades since then appear only after the next refresh."""
+    refresh, the prices that moved since (the volatility's source) and whether the cache is warm or cold, a
+    summary request reads nothing but the precomputed document and answers exactly what the refresh computed,
+    every field of it; trades and moves since then appear only after the next refresh."""
     Order.objects.all().delete()
     AnalyticsState.objects.all().delete()
     redis_client().flushdb()
@@ -229,11 +235,21 @@ def test_a_summary_request_serves_the_precomputed_document_and_computes_nothing(
     if cold:
         redis_client().flushdb()
         default_cache().local.clear()
+    for symbol, cents in moves.items():  # prices move after the refresh: a summary computed now would show them
+        points = [
+            json.dumps({"tick_id": str(n), "price": c / 100, "volume": 0, "timestamp": n}) for n, c in enumerate(cents)
+        ]
+        redis_client().lpush(ring_key(symbol), *points)
     with MONGO_COMMANDS.recording() as commands:
         body = Client().get("/api/v1/analytics/summary", **auth_header).json()
     reads = [c for c in commands if c.collection not in AUTHENTICATION_COLLECTIONS]  # who asks is not the summary
     assert {c.collection for c in reads} <= {AnalyticsState._meta.db_table}
     assert len(reads) <= 1
+    served = {k: v for k, v in body.items() if k != "computed_at"}
+    assert served == AnalyticsOut(computed_at=None, **precomputed.summary).model_dump(
+        mode="json", exclude={"computed_at"}
+    )
+    assert abs(datetime.fromisoformat(body["computed_at"]) - precomputed.computed_at) < timedelta(milliseconds=1)
     assert (body["total_trades"], body["total_volume"]) == (precomputed.total_trades, precomputed.total_volume)
     assert (body["total_trades"], body["total_volume"]) == (len(before), sum(q for _, q in before))
 

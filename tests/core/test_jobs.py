@@ -1,12 +1,11 @@
-"""Jobs: retries back off exponentially with jitter, failures land in dead letters, critical jobs run once."""
+"""Jobs: retries back off exponentially with jitter, failures land in dead letters (exactly-once delivery of the
+production jobs: tests/portfolio/test_invoice_outbox.py)."""
 
 from __future__ import annotations
 
 import itertools
 import random
-import threading
 import time
-from decimal import Decimal
 from typing import Any
 from unittest.mock import patch
 
@@ -15,33 +14,24 @@ from celery import Task
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from apps.core.jobs import (
     BACKOFF_JITTER,
-    ExactlyOnceTask,
     ReliableTask,
     backoff_delay,
     dead_letters_replay,
     registered_tasks,
-    run_once,
 )
-from apps.core.models import DeadLetter, JobRun
-from apps.market.models import Symbol
+from apps.core.models import DeadLetter
 from trading.celery import app
 
 
 @app.task(base=ReliableTask, name="tests.always_fails", max_retries=0)
 def always_fails(reason: str) -> None:
     raise RuntimeError(reason)
-
-
-@app.task(base=ExactlyOnceTask, name="tests.list_symbol")
-def list_symbol(ticker: str) -> str:
-    Symbol.objects.create(ticker=ticker, name=ticker, sector="technology", initial_price=Decimal("1.00"))
-    return ticker
 
 
 # --- Property 30 --------------------------------------------------------------------------------
@@ -133,82 +123,6 @@ def test_staff_can_replay_dead_letters_from_the_admin() -> None:
     assert response.status_code == 200
     assert b"Replayed 1 of 1" in response.content
     send.assert_called_once()
-
-
-# --- Property 35 --------------------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(deliveries=st.lists(st.tuples(st.integers(0, 3), st.booleans()), min_size=1, max_size=8))
-def test_a_redelivered_job_has_its_effect_once(deliveries: list[tuple[int, bool]]) -> None:
-    """Feature: trading-performance-optimization, Property 35: For any critical background job, the system should
-    ensure it is processed exactly once"""
-    JobRun.objects.all().delete()
-    Symbol.objects.all().delete()
-    succeeded: set[int] = set()
-    for job, crashes in deliveries:
-        ticker = f"J{job}"
-
-        def effect(ticker: str = ticker, crashes: bool = crashes) -> None:
-            Symbol.objects.create(ticker=ticker, name=ticker, sector="energy", initial_price=Decimal("1"))
-            if crashes:
-                raise RuntimeError("worker died mid-job")  # nothing of this delivery may remain
-
-        try:
-            ran, _ = run_once(f"job:{job}", effect, task_name="test")
-        except RuntimeError:
-            continue
-        assert ran == (job not in succeeded)
-        succeeded.add(job)
-    assert sorted(Symbol.objects.values_list("ticker", flat=True)) == sorted(f"J{job}" for job in succeeded)
-    assert JobRun.objects.count() == len(succeeded)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_deliveries_of_one_job_have_one_effect() -> None:
-    """Eight deliveries of one key start together; the effect (a MongoDB write, as `run_once` requires) commits once."""
-    start = threading.Barrier(8)
-    outcomes: list[bool] = []
-    errors: list[BaseException] = []
-
-    def effect() -> None:
-        Symbol.objects.create(ticker="ONE", name="one", sector="energy", initial_price=Decimal("1"))
-
-    def deliver() -> None:
-        start.wait(timeout=10)
-        try:
-            ran, _ = run_once("concurrent:1", effect, task_name="test")
-        except BaseException as error:  # reported below: no delivery may fail
-            errors.append(error)
-        else:
-            outcomes.append(ran)
-
-    threads = [threading.Thread(target=deliver) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert sorted(outcomes) == [False] * 7 + [True]  # exactly one delivery ran the effect
-    assert Symbol.objects.filter(ticker="ONE").count() == 1
-    assert JobRun.objects.filter(key="concurrent:1").count() == 1
-    assert JobRun.objects.count() == 1
-
-
-@pytest.mark.django_db
-def test_an_exactly_once_task_redelivered_with_the_same_id_runs_once() -> None:
-    list_symbol.apply(args=["ONCE"], task_id="delivery-1")
-    list_symbol.apply(args=["ONCE"], task_id="delivery-1")  # the broker redelivers after a crash
-    assert Symbol.objects.filter(ticker="ONCE").count() == 1
-    assert JobRun.objects.filter(key="tests.list_symbol:delivery-1").exists()
-
-
-@pytest.mark.django_db
-def test_an_explicit_idempotency_key_makes_different_deliveries_one_job() -> None:
-    list_symbol.apply(args=["KEYED"], kwargs={"idempotency_key": "symbol:KEYED"}, task_id="one")
-    list_symbol.apply(args=["KEYED"], kwargs={"idempotency_key": "symbol:KEYED"}, task_id="two")
-    assert Symbol.objects.filter(ticker="KEYED").count() == 1
 
 
 # --- Schedules ------------------------------------------------------------------------------------

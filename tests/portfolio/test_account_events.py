@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import redis
@@ -83,6 +84,26 @@ def test_a_ready_invoice_is_announced_once(market, make_trader) -> None:
     events = stored(trader.user_id)
     assert [e["event"] for e in events] == ["order_accepted", "order_filled", "invoice_ready"]
     assert events[-1] == {**events[-1], "id": str(order.pk), "invoice_status": "ready", "invoice_number": 1}
+
+
+def test_an_append_named_once_is_numbered_stored_and_published_once(make_trader) -> None:
+    trader, _ = make_trader()
+    user = trader.user_id
+    pubsub = redis_client().pubsub()
+    pubsub.subscribe(account_events.channel())
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # listening before the first append
+    first = account_events.append(user, {"event": "invoice_ready", "id": "a"}, once="invoice_ready:a")
+    assert account_events.append(user, {"event": "invoice_ready", "id": "a"}, once="invoice_ready:a") == 0
+    other = account_events.append(user, {"event": "invoice_ready", "id": "b"}, once="invoice_ready:b")
+    assert (first, other) == (1, 2) and account_events.latest(user) == 2
+    assert [e["id"] for e in stored(user)] == ["a", "b"]
+    published = [pubsub.get_message(timeout=5) for _ in range(2)]
+    account_events.append(user, {"event": "order_filled", "id": "c"})  # the next message, if none came between
+    published.append(pubsub.get_message(timeout=5))
+    pubsub.close()
+    assert [account_events.parse_message(m["data"]) for m in published if m] == [
+        (str(user), seq, ANY) for seq in (1, 2, 3)
+    ]
 
 
 def test_when_redis_refuses_the_event_the_order_still_fills(market, make_trader, monkeypatch) -> None:

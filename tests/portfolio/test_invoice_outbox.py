@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 from typing import Any
@@ -13,11 +14,14 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from kombu.exceptions import OperationalError
 
+from apps.core import account_events
 from apps.core.jobs import job_lease
-from apps.core.metrics import INVOICES_RENDERED, JOBS_LEFT_IN_OUTBOX
+from apps.core.metrics import JOBS_LEFT_IN_OUTBOX
+from apps.core.redis import redis_client
 from apps.portfolio.models import Invoice, Order
 from apps.portfolio.services import INVOICE_TASK, invoice_job_key, invoices_resend_stalled, place_order
 from apps.portfolio.tasks import generate_invoice
+from tests.mongo_commands import MONGO_UPDATES, Update
 
 PERIOD = timedelta(seconds=60)
 
@@ -128,30 +132,93 @@ def workers() -> Any:
             done.result()
 
 
-@pytest.fixture
-def fast_render(monkeypatch: pytest.MonkeyPatch) -> None:
-    from apps.portfolio import tasks
+class WorkerKilled(BaseException):
+    """The worker process dies here: nothing after this point of the delivery runs (no handler sees it)."""
 
-    monkeypatch.setattr(tasks, "render_invoice_pdf", lambda invoice: b"%%PDF-1.4 invoice %d" % invoice.number)
+
+class Crash:
+    """Kills the next delivery that reaches the armed point: `rendering` (before the PDF is stored) or
+    `after_store` (the invoice is stored ready, `invoice_ready` not yet published)."""
+
+    def __init__(self) -> None:
+        self.armed: str | None = None
+
+    def point(self, name: str) -> None:
+        if self.armed == name:
+            self.armed = None
+            raise WorkerKilled(name)
+
+
+@pytest.fixture
+def crash(monkeypatch: pytest.MonkeyPatch) -> Crash:
+    from apps.portfolio import services, tasks
+
+    crash = Crash()
+    publish = services.publish_invoice_ready
+
+    def render(invoice: Invoice) -> bytes:
+        crash.point("rendering")
+        return pdf_of(invoice)
+
+    def publish_after_crash_point(invoice: Invoice) -> None:
+        crash.point("after_store")
+        publish(invoice)
+
+    # The PDF drawing itself is stubbed: it is not what is at stake, and it costs 50 ms a delivery.
+    monkeypatch.setattr(tasks, "render_invoice_pdf", render)
+    monkeypatch.setattr(services, "publish_invoice_ready", publish_after_crash_point)
+    return crash
+
+
+def pdf_of(invoice: Invoice) -> bytes:
+    return b"%%PDF-1.4 invoice %d" % invoice.number
+
+
+def invoice_ready_frames(order: Order, after: int) -> int:
+    """`invoice_ready` events of `order` in its trader's Redis history numbered after `after`."""
+    user_id = order.trader.user_id
+    entries = redis_client().xrange(account_events.history_key(user_id), min=f"{after + 1}-0")
+    frames = [json.loads(fields[b"f"]) for _, fields in entries]
+    return sum(1 for f in frames if f["event"] == "invoice_ready" and f["id"] == str(order.pk))
+
+
+def pdf_writes(updates: list[Update], order: Order) -> int:
+    """Updates that changed `order`'s invoice document and stored a PDF in it (the server's own count)."""
+    return sum(
+        update.modified
+        for update in updates
+        if update.collection == Invoice._meta.db_table
+        for statement in update.statements
+        if statement["q"].get("order_id") == order.pk and "pdf" in statement["u"].get("$set", {})
+    )
 
 
 @hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(deliveries=st.lists(st.integers(1, 3), min_size=1, max_size=2), sweepers=st.integers(0, 2))
-def test_concurrent_deliveries_of_the_invoice_job_store_each_invoice_once(
-    trades: list[Order], broker: Broker, fast_render: None, workers: Any, deliveries: list[int], sweepers: int
+@given(
+    jobs=st.lists(
+        st.tuples(st.integers(1, 3), st.sampled_from([None, "rendering", "after_store"])), min_size=1, max_size=2
+    ),
+    sweepers=st.integers(0, 2),
+)
+def test_every_delivery_of_the_invoice_job_even_after_a_crash_has_its_effects_once(
+    trades: list[Order], broker: Broker, crash: Crash, workers: Any, jobs: list[tuple[int, str | None]], sweepers: int
 ) -> None:
     """Feature: trading-performance-optimization, Property 35: For any critical background job, the system should
     ensure it is processed exactly once
 
-    The production job (`generate_invoice`, as the worker runs it) delivered several times at once for each
-    trade, as a broker redelivery and the outbox sweeper can make it, with sweepers racing it: each invoice is
-    stored once (one render counted, its number and first ready time unchanged by later deliveries). The PDF
-    drawing itself is stubbed (it is not what is at stake, and it costs 50 ms a delivery)."""
-    orders = trades[: len(deliveries)]
+    The production job (`generate_invoice`, as the worker runs it) for each trade: perhaps a first delivery
+    killed mid-job (while rendering, or after storing the PDF and before announcing it), then several
+    deliveries at once (a broker redelivery and the outbox sweeper can make them) with sweepers racing them,
+    then one more, later. Counted in the real stores: one PDF write in MongoDB (the server's modified count),
+    one `invoice_ready` event in the trader's Redis history, one ready invoice keeping its number."""
+    orders = trades[: len(jobs)]
     Invoice.objects.filter(order__in=trades).update(status="pending", pdf=None, ready_at=None, resent_at=None)
+    user_id = orders[0].trader.user_id
+    redis_client().delete(*(account_events.once_key(user_id, f"invoice_ready:{o.pk}") for o in trades))
     numbers = {o.pk: Invoice.objects.get(order=o).number for o in orders}
-    rendered_before = INVOICES_RENDERED._value.get()
-    start = threading.Barrier(sum(deliveries) + sweepers)
+    seq_before = account_events.latest(user_id) or 0
+    deliveries = sum(n for n, _ in jobs)
+    start = threading.Barrier(deliveries + sweepers)
     errors: list[BaseException] = []
 
     def run(work: Any) -> None:
@@ -161,20 +228,26 @@ def test_concurrent_deliveries_of_the_invoice_job_store_each_invoice_once(
         except BaseException as error:
             errors.append(error)
 
-    work = [
-        lambda o=o: generate_invoice.apply(args=[str(o.pk)]).get()
-        for o, n in zip(orders, deliveries, strict=True)
-        for _ in range(n)
-    ]
-    work += [lambda: invoices_resend_stalled(older_than=PERIOD, now=later(PERIOD * 1.5))] * sweepers
-    for done in [workers.submit(run, w) for w in work]:
-        done.result(timeout=60)
+    with MONGO_UPDATES.recording() as updates:
+        for order, (_, crash_point) in zip(orders, jobs, strict=True):
+            if crash_point is not None:
+                crash.armed = crash_point
+                with pytest.raises(WorkerKilled):
+                    generate_invoice(str(order.pk))  # the killed delivery; the broker redelivers it below
+        work = [
+            lambda o=o: generate_invoice.apply(args=[str(o.pk)]).get()
+            for o, (n, _) in zip(orders, jobs, strict=True)
+            for _ in range(n)
+        ]
+        work += [lambda: invoices_resend_stalled(older_than=PERIOD, now=later(PERIOD * 1.5))] * sweepers
+        for done in [workers.submit(run, w) for w in work]:
+            done.result(timeout=60)
+        for order in orders:
+            generate_invoice.apply(args=[str(order.pk)]).get()  # one more redelivery, later
     assert errors == []
-    assert INVOICES_RENDERED._value.get() - rendered_before == len(orders)  # one stored render per invoice
     for order in orders:
         invoice = Invoice.objects.get(order=order)
-        assert invoice.status == "ready" and invoice.pdf and invoice.number == numbers[order.pk]
-        ready_at = invoice.ready_at
-        generate_invoice.apply(args=[str(order.pk)]).get()  # one more redelivery, later
-        assert Invoice.objects.get(order=order).ready_at == ready_at
-    assert INVOICES_RENDERED._value.get() - rendered_before == len(orders)
+        assert (invoice.status, invoice.number) == ("ready", numbers[order.pk])
+        assert bytes(invoice.pdf) == pdf_of(invoice)
+        assert pdf_writes(updates, order) == 1
+        assert invoice_ready_frames(order, after=seq_before) == 1
