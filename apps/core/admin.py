@@ -3,7 +3,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.core.jobs import dead_letters_replay
-from apps.core.models import ApiToken, DeadLetter, JobRun
+from apps.core.models import ApiToken, DeadLetter
 
 
 @admin.register(ApiToken)
@@ -44,14 +44,3 @@ class DeadLetterAdmin(admin.ModelAdmin):
         sent = dead_letters_replay(queryset)
         level = messages.SUCCESS if sent == queryset.count() else messages.WARNING
         self.message_user(request, f"Replayed {sent} of {queryset.count()} job(s).", level)
-
-
-@admin.register(JobRun)
-class JobRunAdmin(admin.ModelAdmin):
-    list_display = ["key", "task_name", "done_at"]
-    search_fields = ["key", "task_name"]
-    list_filter = ["task_name"]
-    readonly_fields = ["key", "task_name", "done_at"]
-
-    def has_add_permission(self, request: object) -> bool:
-        return False  # written in the same transaction as a critical job's effect

@@ -43,21 +43,3 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} [{self.task_id}]"
-
-
-class JobRun(models.Model):
-    """The idempotency key of a critical job's effect, stored in the same transaction as the effect.
-
-    A redelivered task (late acknowledgement after a worker crash) finds its key
-    and skips: the effect happens once (Property 35).
-    """
-
-    key = models.CharField(max_length=200, unique=True)
-    task_name = models.CharField(max_length=200, db_index=True)
-    done_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-done_at"]
-
-    def __str__(self) -> str:
-        return self.key
