@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -90,8 +91,56 @@ def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen[by
         worker.wait(timeout=20)
 
 
+class EngineThread:
+    """One shard's real engine (apps/portfolio/engine/runner.py) on a thread of the test process, on the
+    test's MongoDB and Redis: what `manage.py run_engine` runs, minus the process."""
+
+    BLOCK_MS = 20  # a stop takes at most this long
+
+    def __init__(self, shard: int) -> None:
+        from apps.portfolio.engine.runner import Engine
+
+        self.engine = Engine(shard, client=redis_client())
+        self.ready = threading.Event()
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"engine-{shard}", daemon=True)
+
+    def _run(self) -> None:
+        from apps.portfolio.engine.runner import serve
+
+        try:
+            serve(self.engine, stopping=self.stopping.is_set, block_ms=self.BLOCK_MS, on_step=self.ready.set)
+        except BaseException as error:  # shown by the fixture, not lost in a thread
+            self.error = error
+            self.ready.set()
+            raise
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+
+
 @pytest.fixture
-def trader(db: None) -> tuple[object, str]:
+def order_engine(db: None, _clean_redis: None) -> Iterator[list[EngineThread]]:
+    """Every shard's order engine running for the test (ENGINE_SHARDS, 2 in tests); stopped before the flush."""
+    from apps.core import order_stream
+
+    engines = [EngineThread(shard) for shard in range(order_stream.shards())]
+    for running in engines:
+        running.thread.start()
+    for running in engines:
+        if not running.ready.wait(timeout=30) or running.error is not None:
+            raise RuntimeError(f"engine {running.engine.shard} did not start: {running.error}")
+    yield engines
+    for running in engines:
+        running.stop()
+
+
+@pytest.fixture
+def trader(db: None, order_engine: list[EngineThread]) -> tuple[object, str]:
     """A trader with the default cash and its API token."""
     return trader_create(username="alice", cash=Decimal(settings.TRADER_STARTING_CASH), password="alice-pass")
 

@@ -44,6 +44,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: Any, args
     os.environ["REDIS_URL"] = url
     os.environ["REDIS_KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
     os.environ["TESTING"] = "1"
+    os.environ.setdefault("ENGINE_SHARDS", "2")  # accounts spread over two engines, as production may run them
     os.environ["DJANGO_DEBUG"] = "true"  # settings default to production; tests of it override this
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trading.settings")
     return (yield)

@@ -135,8 +135,5 @@ ADMISSION_MAX_IN_FLIGHT = positive_int("ADMISSION_MAX_IN_FLIGHT", 24)
 # ...and the event-loop lag past which it refuses new requests (0 turns the bound off): the hot
 # reads run on the loop, so its backlog, not the requests in flight, is what grows under overload.
 ADMISSION_MAX_LAG_MS = float(non_negative_decimal("ADMISSION_MAX_LAG_MS", "50"))
-# Threads per server process for the API's blocking work (orders: apps/core/threads.py), so orders
-# waiting on MongoDB wait side by side instead of queueing on Django's one sync-view thread.
-API_WORK_THREADS = positive_int("API_WORK_THREADS", 8)
 # bench/api_load.py only: a bare async django-ninja endpoint at /bench/baseline, the framework's floor.
 BENCH_BASELINE_ENDPOINT = read("BENCH_BASELINE_ENDPOINT", lambda: env.bool("BENCH_BASELINE_ENDPOINT", default=False))

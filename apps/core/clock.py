@@ -18,7 +18,7 @@ def now_ms() -> int:
 
 def moment(milliseconds: int) -> datetime:
     """The UTC datetime of an epoch-milliseconds value."""
-    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
+    return EPOCH + milliseconds * _MILLISECOND
 
 
 def epoch_ms(when: datetime) -> int:

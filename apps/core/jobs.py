@@ -1,29 +1,22 @@
-"""The one way to enqueue background work, and the task base every job uses.
+"""The task base every job uses, and dead letters.
 
-- `enqueue_on_commit(task, ...)`: send the task only after the surrounding
-  MongoDB transaction commits (never a job for a rolled-back write).
 - `ReliableTask`: late acknowledgement (a worker crash redelivers), retries
   with exponential backoff and jitter (Property 30, `backoff_delay`), and after
   the last attempt a DeadLetter record instead of a silent loss.
 - `dead_letters_replay(...)`: send dead letters again (admin action and
   `manage.py replay_dead_letters`).
-- The outbox: a job whose record is durable (an invoice pending in MongoDB)
-  is sent on commit; when the broker refuses, `enqueue_on_commit` logs and
-  counts it and the record's sweeper sends it later (`outbox_claim`), only
-  when no live job holds the record (`job_lease` / `job_is_live`).
+
+Trading itself sends no job: the order engine signs each confirmation in its batch and the PDF is made
+on first download (ADR 0008).
 """
 
-import contextlib
 import logging
 import random
-from collections.abc import Iterable, Iterator
-from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Task, current_app
 from django.utils import timezone
-from django.utils.module_loading import import_string
-from django_mongodb_backend import transaction
 
 from apps.core import backoff
 
@@ -100,66 +93,6 @@ class ReliableTask(Task):
             },
         )
         DEAD_LETTERS.labels(task=self.name).inc()
-
-
-def enqueue_on_commit(task: Task | str, *args: Any, **kwargs: Any) -> None:
-    """Send `task` (or its dotted path) after the current transaction commits; at once outside one.
-
-    The commit is done by then: a broker that refuses the job must not turn it into an error
-    (`send_or_leave_to_outbox`)."""
-    resolved: Task = import_string(task) if isinstance(task, str) else task
-    transaction.on_commit(lambda: send_or_leave_to_outbox(resolved, args, kwargs))
-
-
-def send_or_leave_to_outbox(task: Task | str, args: Iterable[Any], kwargs: dict[str, Any]) -> bool:
-    """Send `task` now; when the broker is unreachable log and count it (its sweeper sends it later)."""
-    from apps.core.metrics import JOBS_LEFT_IN_OUTBOX
-
-    task = import_string(task) if isinstance(task, str) else task
-    try:
-        task.apply_async(args=list(args), kwargs=kwargs)
-    except Exception:
-        logger.warning("job %s could not be sent; its outbox sweeper sends it later", task.name, exc_info=True)
-        JOBS_LEFT_IN_OUTBOX.labels(task=task.name).inc()
-        return False
-    return True
-
-
-def _lease_key(key: str) -> str:
-    from apps.core.redis import key as redis_key
-
-    return redis_key("job-lease", key)
-
-
-@contextlib.contextmanager
-def job_lease(key: str, *, seconds: int) -> Iterator[None]:
-    """Say "a job is working on `key`" for at most `seconds` (a killed worker's lease expires by itself)."""
-    from apps.core.redis import redis_client
-
-    client = redis_client()
-    client.set(_lease_key(key), 1, ex=seconds)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):  # the lease expires anyway
-            client.delete(_lease_key(key))
-
-
-def job_is_live(key: str) -> bool:
-    from apps.core.redis import redis_client
-
-    return bool(redis_client().exists(_lease_key(key)))
-
-
-def outbox_claim(
-    collection: Any, document_id: Any, *, sent_field: str, last_sent: datetime | None, now: datetime
-) -> bool:
-    """Claim one resend of a record's job: True for exactly one of any number of concurrent sweepers.
-
-    The claim moves `sent_field` from the value the sweeper read to `now`; a sweeper that read an older
-    value (another one claimed meanwhile) changes nothing (Property 35: one resend per stale period)."""
-    result = collection.update_one({"_id": document_id, sent_field: last_sent}, {"$set": {sent_field: now}})
-    return bool(result.modified_count == 1)
 
 
 def registered_tasks() -> dict[str, Task]:

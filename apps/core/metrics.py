@@ -20,16 +20,6 @@ SIMULATOR_BACKPRESSURE = Gauge(
 )
 PERSISTER_BACKLOG = Gauge("trading_persister_backlog", "Stream entries not yet stored", multiprocess_mode="max")
 PERSISTER_LAG = Gauge("trading_persister_lag_seconds", "Age of the oldest unstored tick", multiprocess_mode="max")
-MATCHER_LAG = Gauge(
-    "trading_matcher_lag_seconds", "Age of the newest tick the matcher has matched", multiprocess_mode="max"
-)
-MATCHER_BOOK = Gauge("trading_matcher_book_orders", "Resting orders in the matcher's book", multiprocess_mode="max")
-MATCHER_FILLS = Counter("trading_matcher_fills_total", "Resting orders filled by the matcher")
-MATCHER_FILL_SECONDS = Histogram(
-    "trading_matcher_fill_seconds",
-    "From a crossing tick's timestamp to its fill committed",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-)
 PERSISTER_WRITES = Counter("trading_persister_writes_total", "Bulk insert operations sent to MongoDB")
 PERSISTER_TICKS = Counter("trading_persister_ticks_total", "Ticks stored in MongoDB")
 PERSISTER_BATCH = Histogram(
@@ -70,25 +60,28 @@ RATE_LIMIT_DEGRADED = Counter(
 
 # --- Trading ---------------------------------------------------------------------------
 ORDERS = Counter("trading_orders_total", "Order requests by outcome", ["outcome"])
-ORDER_CONFLICTS = Counter("trading_order_conflicts_total", "Order transactions retried after a transient conflict")
+ENGINE_COMMANDS = Counter("trading_engine_commands_total", "Commands the order engine decided", ["kind"])
+ENGINE_BATCH = Histogram(
+    "trading_engine_batch_commands",
+    "Commands decided per batch (one transaction)",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250),
+)
+ENGINE_COMMIT_SECONDS = Histogram(
+    "trading_engine_commit_seconds", "One batch's MongoDB transaction", buckets=LATENCY_BUCKETS
+)
+ENGINE_BOOK = Gauge("trading_engine_book_orders", "Resting orders in the engine's book", multiprocess_mode="max")
+ENGINE_LAG = Gauge(
+    "trading_engine_lag_seconds", "Age of the newest command the engine has committed", multiprocess_mode="max"
+)
+ENGINE_FILLS = Counter("trading_engine_fills_total", "Orders the engine filled")
 ADMISSION_REFUSED = Counter(
     "trading_admission_refused_total", "HTTP requests refused with 503 because their server process was at capacity"
 )
-LOCK_DEGRADED = Counter(
-    "trading_lock_degraded_total", "Sections run without their per-key lock because its Redis failed"
-)
-ORDER_QUEUE_WAIT = Histogram(
-    "trading_order_queue_wait_seconds", "Time an order waited for its trader's previous orders", buckets=LATENCY_BUCKETS
-)
-INVOICES_RENDERED = Counter("trading_invoices_rendered_total", "Invoice PDFs rendered and stored")
+INVOICES_RENDERED = Counter("trading_invoices_rendered_total", "Invoice PDFs rendered (on first download) and stored")
 
 # --- Jobs ------------------------------------------------------------------------------
 TASK_DURATION = Histogram("trading_task_seconds", "Celery task run time", ["task"], buckets=LATENCY_BUCKETS)
 TASK_RETRIES = Counter("trading_task_retries_total", "Celery task retries", ["task"])
-JOBS_LEFT_IN_OUTBOX = Counter(
-    "trading_jobs_left_in_outbox_total", "Jobs the broker refused at commit, left to their outbox sweeper", ["task"]
-)
-OUTBOX_RESENT = Counter("trading_outbox_resent_total", "Jobs sent again by an outbox sweeper", ["task"])
 DEAD_LETTERS = Counter("trading_dead_letters_total", "Jobs moved to the dead-letter store", ["task"])
 TASK_FAILURES = Counter("trading_task_failures_total", "Celery task runs that raised", ["task"])
 CELERY_QUEUE_LENGTH = Gauge(

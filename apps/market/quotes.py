@@ -7,6 +7,7 @@ from typing import Any
 
 from redis.client import Pipeline
 
+from apps.core import order_stream
 from apps.core.redis import key, redis_client
 from apps.market.ticks import Tick, tick_price_decimal
 
@@ -16,11 +17,13 @@ def quote_key(symbol: str) -> str:
 
 
 def stage_quotes(pipe: Pipeline, ticks: Sequence[Tick]) -> None:
-    """Stage the latest quote of each tick on `pipe` (the simulator's one round trip)."""
+    """Stage the latest quote of each tick on `pipe` (the simulator's one round trip), and the same prices as
+    one `ticks` command for the order engine, so resting orders and market orders meet them in sequence."""
     if ticks:
         pipe.mset(
             {quote_key(t.symbol): json.dumps({**t.as_update(), "previous_close": t.previous_close}) for t in ticks}
         )
+        order_stream.stage_ticks(pipe, [(t.symbol, t.price) for t in ticks])
 
 
 def latest_quotes(symbols: Iterable[str]) -> dict[str, dict[str, Any]]:

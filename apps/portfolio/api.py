@@ -18,10 +18,9 @@ from apps.core.clock import epoch_ms, moment
 from apps.core.cursor import KeysetCursor
 from apps.core.metrics import ORDERS
 from apps.core.schemas import InputSchema
-from apps.core.threads import in_pool
 from apps.portfolio.invoices import invoice_verify
 from apps.portfolio.models import Invoice, Order, Trader
-from apps.portfolio.orders import PRICE_MAX, order_cancel
+from apps.portfolio.order_terms import PRICE_MAX
 from apps.portfolio.schemas import OrderOut, PortfolioOut, trade_fields
 from apps.portfolio.selectors import (
     ORDER_PAGE_MAX,
@@ -32,7 +31,16 @@ from apps.portfolio.selectors import (
     recent_orders,
     trader_ref,
 )
-from apps.portfolio.services import CLIENT_ORDER_ID_MAX, QUANTITY_MAX, OrderRejected, OrderTerms, place_order
+from apps.portfolio.services import (
+    CLIENT_ORDER_ID_MAX,
+    QUANTITY_MAX,
+    OrderRejected,
+    OrderTerms,
+    invoice_pdf,
+    order_asked,
+    order_cancel_async,
+    place_order_async,
+)
 
 router = Router(tags=["trading"])
 
@@ -86,12 +94,6 @@ class CancelConflictOut(ErrorOut):
     order: OrderOut
 
 
-class InvoiceStatusOut(Schema):
-    status: str
-    number: int
-    detail: str
-
-
 class CertifiedTrade(Schema):
     number: int
     trader: str
@@ -139,21 +141,25 @@ def _after(cursor: str) -> tuple[datetime, ObjectId]:
     auth=ASYNC_API_AUTH,
     summary="Place a market, limit, stop or stop-limit order (exactly once per client_order_id)",
 )
-async def order_create(request: HttpRequest, payload: OrderIn) -> Status[Any]:
-    # On the API's work threads: orders of one process wait on MongoDB side by side (apps/core/threads.py).
-    return await in_pool(_order_create)(request, payload)
-
-
-def _order_create(request: HttpRequest, payload: OrderIn) -> Status[Any]:
+async def order_create(request: HttpRequest, payload: OrderIn, response: HttpResponse) -> Status[Any]:
     fields = payload.dict()
     terms = OrderTerms(**{name: fields.pop(name) for name in ("type", "limit_price", "stop_price", "time_in_force")})
+    user = cast(User, request.user)  # the API's auth guarantees a real user
     try:
-        result = place_order(trader=_trader(request), terms=terms, **fields)
+        asked = await read_cached(order_asked, terms=terms, **fields)  # the symbol from the cached directory
+        trader = await read_cached(trader_ref, user)
+        result = await place_order_async(account_id=trader.pk, user_id=user.pk, asked=asked)
     except OrderRejected as rejection:
         ORDERS.labels(outcome=rejection.code).inc()
-        return Status(rejection.status, ErrorOut(detail=rejection.message, code=rejection.code, field=rejection.field))
+        return _rejected(rejection, response)
     ORDERS.labels(outcome=result.order.status if result.created else "replayed").inc()
     return Status(201 if result.created else 200, OrderOut.of(result.order))
+
+
+def _rejected(rejection: OrderRejected, response: HttpResponse) -> Status[Any]:
+    if rejection.status == 503:  # the engine is busy or away: the client retries (same client_order_id)
+        response["Retry-After"] = "1"
+    return Status(rejection.status, ErrorOut(detail=rejection.message, code=rejection.code, field=rejection.field))
 
 
 @router.get(
@@ -193,22 +199,30 @@ def order_detail(request: HttpRequest, order_id: str) -> Status[Any]:
 @router.delete(
     "/orders/{order_id}",
     response={200: OrderOut, 404: ErrorOut, 409: CancelConflictOut, 503: ErrorOut},
+    auth=ASYNC_API_AUTH,
     summary="Cancel a resting order (idempotent: a cancelled or expired order is returned as it is; filled: 409)",
 )
-def order_delete(request: HttpRequest, order_id: str) -> Status[Any]:
-    trader = _trader(request)
+async def order_delete(request: HttpRequest, order_id: str, response: HttpResponse) -> Status[Any]:
+    user = cast(User, request.user)
+    trader = await read_cached(trader_ref, user)
+    order = await sync_to_async(order_get)(trader=trader, order_id=order_id)
+    if order is None:
+        return _not_found("order")
     try:
-        order = order_cancel(trader=trader, order_id=order_id)
+        if order.status == Order.Status.OPEN:
+            order = await order_cancel_async(order=order, user_id=user.pk)
+        elif order.status == Order.Status.FILLED:
+            raise OrderRejected("already_filled", "order_id", "the order was filled and cannot be cancelled", 409)
     except OrderRejected as rejection:
         if rejection.status != 409:
-            return Status(rejection.status, ErrorOut(detail=rejection.message, code=rejection.code, field="order_id"))
-        filled = order_get(trader=trader, order_id=order_id)
+            return _rejected(rejection, response)
+        filled = await sync_to_async(order_get)(trader=trader, order_id=order_id)
         assert filled is not None
         conflict = CancelConflictOut(
             detail=rejection.message, code=rejection.code, field="order_id", order=OrderOut.of(filled)
         )
         return Status(409, conflict)
-    return Status(200, OrderOut.of(order)) if order is not None else _not_found("order")
+    return Status(200, OrderOut.of(order))
 
 
 @router.get(
@@ -221,21 +235,14 @@ async def portfolio(request: HttpRequest) -> PortfolioOut:
 
 @router.get(
     "/trades/{order_id}/invoice",
-    response={202: InvoiceStatusOut, 404: ErrorOut, 409: InvoiceStatusOut},
-    summary="The trade's PDF confirmation (202 while it is being generated)",
+    response={404: ErrorOut},
+    summary="The trade's PDF confirmation (made on first download, then kept)",
 )
 def invoice_download(request: HttpRequest, order_id: str) -> HttpResponse | Status[Any]:
     invoice = invoice_for_order(trader=_trader(request), order_id=order_id)
     if invoice is None:
         return _not_found("trade")
-    if invoice.status == Invoice.Status.PENDING:
-        return Status(
-            202, InvoiceStatusOut(status=invoice.status, number=invoice.number, detail="being generated; retry")
-        )
-    if invoice.status == Invoice.Status.FAILED:
-        detail = "generation failed; an operator can replay the job"
-        return Status(409, InvoiceStatusOut(status=invoice.status, number=invoice.number, detail=detail))
-    response = HttpResponse(bytes(invoice.pdf or b""), content_type="application/pdf")
+    response = HttpResponse(invoice_pdf(invoice), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="confirmation-{invoice.number}.pdf"'
     return response
 

@@ -68,7 +68,8 @@ def _user_id(trader_id: object) -> str | None:
     return str(found)
 
 
-def _fields(event: str, payload: dict[str, Any]) -> dict[str, Any]:
+def event_fields(event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The frame's fields of one event: its name, a timestamp and the payload as JSON values, within 1 KB."""
     fields = {"event": event, "timestamp": now_ms()}
     fields.update({k: _plain(v) for k, v in payload.items() if k not in {"type", "seq", "event", "timestamp"}})
     if len(account_events.encode_body(fields)) + 40 > MAX_FRAME_BYTES:
@@ -101,7 +102,7 @@ def publish_account_events(
     for event, _payload in events:
         if event not in EVENTS:
             raise ValueError(f"event: expected one of {', '.join(sorted(EVENTS))}, got {event!r}")
-    fields = [_fields(event, payload) for event, payload in events]
+    fields = [event_fields(event, payload) for event, payload in events]
 
     def send() -> None:
         user = str(user_id) if user_id is not None else _user_id(trader_id)

@@ -16,6 +16,8 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.urls import reverse
@@ -42,31 +44,67 @@ def _invoice_keys() -> list[bytes]:
     return [_invoice_key(secret) for secret in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]]
 
 
-def _mac(key: bytes, *, order: Order, number: int) -> str:
-    digest = hmac.new(key, invoice_content(order=order, number=number).encode(), hashlib.sha256).digest()
+def _mac(key: bytes, *, content: str) -> str:
+    digest = hmac.new(key, content.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+@dataclass(frozen=True)
+class CertifiedContent:
+    """What a verification code certifies: the trade and its confirmation's number."""
+
+    trade_id: str
+    trader_id: str
+    symbol: str
+    side: str
+    quantity: int
+    price: Decimal
+    amount: Decimal
+    executed_at: datetime
+    number: int
+
+    def text(self) -> str:
+        """One canonical text."""
+        fields = [
+            self.trade_id,
+            self.trader_id,
+            self.symbol,
+            self.side,
+            str(self.quantity),
+            f"{self.price:.2f}",
+            f"{self.amount:.2f}",
+            to_milliseconds(self.executed_at).isoformat(timespec="milliseconds"),
+            str(self.number),
+        ]
+        return "|".join(fields)
+
+
 def invoice_content(*, order: Order, number: int) -> str:
-    """What a verification code certifies, as one canonical text."""
-    fields = [
+    """What a stored trade's verification code certifies, as one canonical text."""
+    assert order.price is not None and order.amount is not None
+    return CertifiedContent(
         str(order.pk),
         str(order.trader_id),
         order.symbol,
         order.side,
-        str(order.quantity),
-        f"{order.price:.2f}",
-        f"{order.amount:.2f}",
-        to_milliseconds(order.created_at).isoformat(timespec="milliseconds"),
-        str(number),
-    ]
-    return "|".join(fields)
+        order.quantity,
+        order.price,
+        order.amount,
+        order.created_at,
+        number,
+    ).text()
+
+
+def content_code(content: CertifiedContent) -> str:
+    """`<key id>.<HMAC-SHA256 over the canonical content>`, URL-safe (52 characters), signed with SECRET_KEY."""
+    key = _invoice_keys()[0]
+    return f"{_key_id(key)}.{_mac(key, content=content.text())}"
 
 
 def invoice_code(*, order: Order, number: int) -> str:
-    """`<key id>.<HMAC-SHA256 over the canonical content>`, URL-safe (52 characters), signed with SECRET_KEY."""
+    """The code of a stored trade (what the engine signed in its batch, from the same content)."""
     key = _invoice_keys()[0]
-    return f"{_key_id(key)}.{_mac(key, order=order, number=number)}"
+    return f"{_key_id(key)}.{_mac(key, content=invoice_content(order=order, number=number))}"
 
 
 def _code_matches(code: str, *, order: Order, number: int) -> bool:
@@ -78,7 +116,8 @@ def _code_matches(code: str, *, order: Order, number: int) -> bool:
     if match["key_id"] is not None:
         keys = [key for key in keys if hmac.compare_digest(_key_id(key), match["key_id"])]
     # Every candidate is compared (no early exit), so the time taken says nothing about which key matched.
-    results = [hmac.compare_digest(_mac(key, order=order, number=number), match["mac"]) for key in keys]
+    content = invoice_content(order=order, number=number)
+    results = [hmac.compare_digest(_mac(key, content=content), match["mac"]) for key in keys]
     return any(results)
 
 

@@ -161,3 +161,19 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return f"Invoice {self.number} of {self.trader}"
+
+
+class EngineShard(models.Model):
+    """One order engine shard's checkpoint (ADR 0008): written in every batch's transaction by the engine alone.
+
+    `epoch` fences a second engine of the same shard (each start takes the next; a batch commits only under
+    its own), `last_entry` is the newest stream entry whose effects are committed (a re-read entry up to it
+    is answered, not decided again)."""
+
+    shard = models.PositiveSmallIntegerField(unique=True)
+    epoch = models.PositiveIntegerField(default=0)
+    last_entry = models.CharField(max_length=40, default="0-0")
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"engine shard {self.shard} (epoch {self.epoch}, at {self.last_entry})"

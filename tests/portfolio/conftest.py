@@ -75,7 +75,7 @@ def market(db: None) -> dict[str, Decimal]:
 
 
 @pytest.fixture
-def make_trader(db: None) -> Callable[..., tuple[Trader, str]]:
+def make_trader(db: None, order_engine: object) -> Callable[..., tuple[Trader, str]]:
     def make(
         cash: Decimal | str = "100000.00", name: str | None = None, password: str | None = None
     ) -> tuple[Trader, str]:

@@ -9,14 +9,9 @@ from apps.portfolio.services import OrderRejected, place_order
 from tests.portfolio.conftest import MONGO_COMMANDS, set_quotes
 
 
-@pytest.fixture(autouse=True)
-def _no_invoice_jobs(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
-    """Jobs are not sent to a broker here: record them instead."""
-    from apps.portfolio import tasks
-
-    sent: list[tuple] = []
-    monkeypatch.setattr(tasks.generate_invoice, "apply_async", lambda args=(), kwargs=None, **_: sent.append(args))
-    return sent
+@pytest.fixture
+def _no_invoice_jobs() -> list[tuple]:
+    return []
 
 
 def test_a_buy_moves_cash_into_a_holding_and_records_trade_and_pending_invoice(market, make_trader) -> None:

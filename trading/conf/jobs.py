@@ -15,8 +15,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_POOL_LIMIT = REDIS_POOL_MAX
 # A message a worker took and never acknowledged (the worker was killed) is delivered again after this.
 # A few times the longest job, and longer than the longest retry delay (apps/core/jobs.py: 300 s), since
-# the Redis transport also redelivers a retry still waiting for its countdown. Invoices do not wait for
-# it: their outbox sweeper resends a stalled one after INVOICE_RESEND_AFTER_SECONDS.
+# the Redis transport also redelivers a retry still waiting for its countdown.
 CELERY_VISIBILITY_TIMEOUT = positive_int("CELERY_VISIBILITY_TIMEOUT", 600)
 if CELERY_VISIBILITY_TIMEOUT <= 330:
     raise ImproperlyConfigured(
@@ -26,24 +25,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": f"{REDIS_KEY_PREFIX}:celery:",
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
 }
-# Property 35 against a refused enqueue or a killed worker: an invoice pending this long without a
-# live job is sent again (once per period), checked every INVOICE_SWEEP_SECONDS; a running invoice job
-# holds a lease of INVOICE_JOB_LEASE_SECONDS (longer than a render takes).
-INVOICE_RESEND_AFTER_SECONDS = positive_int("INVOICE_RESEND_AFTER_SECONDS", 60)
-INVOICE_SWEEP_SECONDS = positive_int("INVOICE_SWEEP_SECONDS", 20)
-INVOICE_JOB_LEASE_SECONDS = positive_int("INVOICE_JOB_LEASE_SECONDS", 30)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = False
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    "invoice-outbox-sweep": {
-        "task": "portfolio.sweep_invoices",
-        "schedule": float(INVOICE_SWEEP_SECONDS),
-        "options": {"expires": INVOICE_SWEEP_SECONDS},
-    },
-}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
 CELERY_TIMEZONE = "UTC"
 
 # --- Precomputed reads, cache warm-up, price-history retention (issue 6) -----------------

@@ -33,10 +33,17 @@ if TICK_BUCKET_MAX_POINTS * 2 > PRICE_RING_SIZE:
 # Seconds between stream reads: the persister wakes once per poll, not once per simulator batch.
 PERSISTER_POLL_SECONDS = float(non_negative_decimal("PERSISTER_POLL_SECONDS", "1"))
 
-# --- Resting orders and the matcher (apps/portfolio/orders.py, matching.py) ---------------------------
+# --- The order engine (apps/portfolio/engine/, ADR 0008) -------------------------------------------------
 # A day order rests this long at most (the simulated session never closes: 6.5 h, one exchange session).
 ORDER_DAY_SECONDS = positive_int("ORDER_DAY_SECONDS", 23_400)
-MATCHER_BATCH_MAX = positive_int("MATCHER_BATCH_MAX", 1000)  # ticks per stream read
-MATCHER_EXPIRY_SECONDS = positive_int("MATCHER_EXPIRY_SECONDS", 5)  # between sweeps for ended day orders
-# Between full reloads of the book from MongoDB: repairs a book change lost to a Redis outage.
-MATCHER_RESYNC_SECONDS = positive_int("MATCHER_RESYNC_SECONDS", 300)
+# Accounts are spread over this many engines (`manage.py run_engine --shard K`, K from 0): hash(account) % N.
+ENGINE_SHARDS = positive_int("ENGINE_SHARDS", 1)
+if ENGINE_SHARDS > 64:
+    raise ImproperlyConfigured(f"ENGINE_SHARDS: at most 64, got {ENGINE_SHARDS}")
+# One batch (one transaction) holds at most this many commands, gathered for at most this many milliseconds
+# after its first: under load batches fill by themselves while the previous one commits (group commit).
+ENGINE_BATCH_MAX = positive_int("ENGINE_BATCH_MAX", 500)
+ENGINE_BATCH_WINDOW_MS = float(non_negative_decimal("ENGINE_BATCH_WINDOW_MS", "5"))
+# How long the web waits for the engine's answer before it answers 503 + Retry-After (a retry with the same
+# client_order_id returns the original outcome).
+ENGINE_REPLY_TIMEOUT_SECONDS = float(non_negative_decimal("ENGINE_REPLY_TIMEOUT_SECONDS", "5"))

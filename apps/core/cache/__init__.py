@@ -124,6 +124,11 @@ def invalidate(namespace: str, key: str | list[str]) -> None:
     default_cache().invalidate(namespace, key)
 
 
+def stage_invalidate(pipe: Any, namespace: str, keys: list[str]) -> None:
+    """Invalidate read-your-writes keys on a pipeline the caller executes (after its own commit)."""
+    default_cache().stage_invalidate(pipe, namespace, keys)
+
+
 def invalidate_namespace(namespace: str) -> None:
     default_cache().invalidate_namespace(namespace)
 

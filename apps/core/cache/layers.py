@@ -186,6 +186,14 @@ class TwoLayerCache:
         except REDIS_ERRORS as error:
             self._degraded("invalidate", error)
 
+    def stage_invalidate(self, pipe: redis.client.Pipeline, namespace: str, keys: Iterable[str]) -> None:
+        """`invalidate` of a read-your-writes namespace staged on someone's pipeline (the order engine's one
+        round trip after each batch): those keys never enter an L1, so dropping them from L2 is all it takes."""
+        assert namespace in READ_YOUR_WRITES, "other namespaces must reach every process' L1 (invalidate)"
+        full_keys = [f"{namespace}:{k}" for k in keys]
+        if full_keys:
+            pipe.delete(*[self._l2_key(k) for k in full_keys], *[self._l2_key(f"fill:{k}") for k in full_keys])
+
     def invalidate_namespace(self, namespace: str) -> None:
         """Drop every key of a namespace (e.g. all leaderboard pages after a rebuild)."""
         prefix = f"{namespace}:"

@@ -1,0 +1,278 @@
+"""The journal: the one module that writes accounts, holdings, orders and trade records (ADR 0008).
+
+- `commit`: everything one batch decided, in ONE MongoDB transaction (snapshot reads, majority writes):
+  the shard's checkpoint (fenced by its epoch) first, then orders, invoices, accounts and holdings,
+  each as one bulk command. So a batch is all written or none of it, and the checkpoint says which
+  stream entries it covered.
+- `load_*`: the engine's state at start, and accounts or orders it has not seen yet (its prefetch).
+- `account_insert`, `invoice_pdf_store`: the only other writes (a new account the engine has never
+  seen; a confirmation's PDF, rendered on first download). Nothing else may import this module
+  (`.importlinter`, contract "single-writer"; tests/portfolio/test_single_writer.py says why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC
+from decimal import Decimal
+from typing import Any, cast
+
+from bson import Decimal128, ObjectId
+from django.db import connection as default_connection
+from django.utils import timezone
+from django_mongodb_backend.base import DatabaseWrapper
+from pymongo import DeleteOne, InsertOne, ReturnDocument, UpdateOne
+from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from apps.core.clock import epoch_ms, moment, to_milliseconds
+from apps.core.indexes import in_lists
+from apps.portfolio.engine.effects import Effects, InvoiceRecord
+from apps.portfolio.engine.state import Account, OrderState, Position
+from apps.portfolio.models import EngineShard, Holding, Invoice, Order, Trader
+
+connection = cast(DatabaseWrapper, default_connection)
+ONE_BATCH = 1_000_000
+
+
+class Fenced(Exception):
+    """Another engine took this shard (a newer epoch): this one must stop."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    epoch: int
+    last_entry: str
+
+
+def _collection(model: Any) -> Collection:
+    return connection.get_collection(model._meta.db_table)
+
+
+def _money(cents: int | None) -> Decimal128 | None:
+    return None if cents is None else Decimal128(Decimal(cents).scaleb(-2))
+
+
+def _cents(value: Any) -> int | None:
+    if value is None:
+        return None
+    number = value.to_decimal() if isinstance(value, Decimal128) else Decimal(str(value))
+    return int((number * 100).to_integral_value())
+
+
+def _ms(value: Any) -> int | None:
+    return None if value is None else epoch_ms(value.replace(tzinfo=UTC))  # the driver's naive UTC
+
+
+# --- loading ----------------------------------------------------------------------------------------------
+
+
+def claim(shard: int) -> Checkpoint:
+    """Take the shard: the next epoch (fencing any engine still running it), with its checkpoint."""
+    document = _collection(EngineShard).find_one_and_update(
+        {"shard": shard},
+        {"$inc": {"epoch": 1}, "$setOnInsert": {"last_entry": "0-0", "updated_at": None}},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+    return Checkpoint(int(document["epoch"]), str(document["last_entry"]))
+
+
+def committed_through(shard: int) -> str:
+    document = _collection(EngineShard).find_one({"shard": shard}, {"last_entry": 1})
+    return str(document["last_entry"]) if document else "0-0"
+
+
+def order_state(document: dict[str, Any]) -> OrderState:
+    return OrderState(
+        id=document["_id"],
+        account_id=document["trader_id"],
+        client_order_id=document["client_order_id"],
+        symbol=document["symbol"],
+        side=document["side"],
+        quantity=int(document["quantity"]),
+        type=document.get("type", "market"),
+        time_in_force=document.get("time_in_force", "day"),
+        created_ms=_ms(document["created_at"]) or 0,
+        limit_cents=_cents(document.get("limit_price")),
+        stop_cents=_cents(document.get("stop_price")),
+        triggered=bool(document.get("triggered")),
+        reserved_cents=_cents(document.get("reserved_cash")) or 0,
+        status=document.get("status", "filled"),
+        reason=document.get("reason", ""),
+        price_cents=_cents(document.get("price")),
+        amount_cents=_cents(document.get("amount")),
+        expires_ms=_ms(document.get("expires_at")),
+        closed_ms=_ms(document.get("closed_at")),
+    )
+
+
+def open_orders(shard_of: Any, shard: int) -> list[OrderState]:
+    """Every open order of the shard's accounts (an index range on status)."""
+    documents = _collection(Order).find({"status": Order.Status.OPEN}, batch_size=ONE_BATCH)
+    return [order_state(d) for d in documents if shard_of(d["trader_id"]) == shard]
+
+
+def load_accounts(ids: Iterable[ObjectId]) -> dict[ObjectId, Account]:
+    """Accounts with their positions and every client_order_id they used, 100 ids a query (in_lists)."""
+    accounts: dict[ObjectId, Account] = {}
+    for some in in_lists(list(ids)):
+        fields = {"user_id": 1, "cash": 1, "reserved_cash": 1, "invoice_sequence": 1}
+        for document in _collection(Trader).find({"_id": {"$in": some}}, fields, batch_size=ONE_BATCH):
+            accounts[document["_id"]] = Account(
+                id=document["_id"],
+                user_id=document["user_id"],
+                cash=_cents(document.get("cash")) or 0,
+                reserved=_cents(document.get("reserved_cash")) or 0,
+                invoice_sequence=int(document.get("invoice_sequence") or 0),
+            )
+        holdings = _collection(Holding).find({"trader_id": {"$in": some}}, batch_size=ONE_BATCH)
+        for held in holdings:
+            if (account := accounts.get(held["trader_id"])) is not None:
+                cost = held["average_cost"].to_decimal() if held.get("average_cost") is not None else Decimal(0)
+                account.positions[held["symbol"]] = Position(
+                    int(held["quantity"]), cost, int(held.get("reserved") or 0)
+                )
+        used = _collection(Order).find({"trader_id": {"$in": some}}, {"trader_id": 1, "client_order_id": 1})
+        for order in used.batch_size(ONE_BATCH):
+            if (account := accounts.get(order["trader_id"])) is not None:
+                account.client_orders[order["client_order_id"]] = order["_id"]
+    return accounts
+
+
+def load_orders(ids: Iterable[ObjectId]) -> list[OrderState]:
+    return [order_state(d) for some in in_lists(list(ids)) for d in _collection(Order).find({"_id": {"$in": some}})]
+
+
+# --- the batch ------------------------------------------------------------------------------------------
+
+
+def _order_document(order: OrderState) -> dict[str, Any]:
+    return {
+        "_id": order.id,
+        "trader_id": order.account_id,
+        "client_order_id": order.client_order_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "quantity": order.quantity,
+        "type": order.type,
+        "limit_price": _money(order.limit_cents),
+        "stop_price": _money(order.stop_cents),
+        "time_in_force": order.time_in_force,
+        "created_at": moment(order.created_ms),
+        **_order_changes(order),
+    }
+
+
+def _order_changes(order: OrderState) -> dict[str, Any]:
+    """What may change on an order after it is placed."""
+    return {
+        "triggered": order.triggered,
+        "reserved_cash": _money(order.reserved_cents),
+        "price": _money(order.price_cents),
+        "amount": _money(order.amount_cents),
+        "status": order.status,
+        "reason": order.reason,
+        "expires_at": None if order.expires_ms is None else moment(order.expires_ms),
+        "closed_at": None if order.closed_ms is None else moment(order.closed_ms),
+    }
+
+
+def _invoice_document(invoice: InvoiceRecord) -> dict[str, Any]:
+    return {
+        "_id": invoice.order_id,  # one invoice per trade: the order's own id
+        "order_id": invoice.order_id,
+        "trader_id": invoice.account_id,
+        "number": invoice.number,
+        "status": Invoice.Status.PENDING,  # pending: its PDF is made on first download
+        "verification_code": invoice.verification_code,
+        "pdf": None,
+        "created_at": moment(invoice.created_ms),
+        "ready_at": None,
+        "resent_at": None,
+    }
+
+
+def _holding_writes(effects: Effects) -> list[UpdateOne | DeleteOne]:
+    writes: list[UpdateOne | DeleteOne] = []
+    for account_id, symbol in sorted(effects.positions, key=lambda p: (str(p[0]), p[1])):
+        position = effects.accounts[account_id].positions.get(symbol) if account_id in effects.accounts else None
+        match = {"trader_id": account_id, "symbol": symbol}
+        if position is None:
+            writes.append(DeleteOne(match))
+            continue
+        change = {
+            "quantity": position.quantity,
+            "average_cost": Decimal128(position.average_cost),
+            "reserved": position.reserved,
+            "updated_at": moment(effects.at_ms),
+        }
+        writes.append(UpdateOne(match, {"$set": change}, upsert=True))
+    return writes
+
+
+def _write_batch(effects: Effects, session: ClientSession) -> None:
+    orders = [InsertOne(_order_document(o)) for o in effects.new_orders.values()]
+    orders += [UpdateOne({"_id": o.id}, {"$set": _order_changes(o)}) for o in effects.changed_orders.values()]
+    if orders:
+        _collection(Order).bulk_write(orders, ordered=True, session=session)
+    if effects.invoices:
+        _collection(Invoice).insert_many([_invoice_document(i) for i in effects.invoices], session=session)
+    accounts = [
+        UpdateOne(
+            {"_id": a.id},
+            {
+                "$set": {
+                    "cash": _money(a.cash),
+                    "reserved_cash": _money(a.reserved),
+                    "invoice_sequence": a.invoice_sequence,
+                }
+            },
+        )
+        for a in effects.accounts.values()
+    ]
+    if accounts:
+        _collection(Trader).bulk_write(accounts, ordered=False, session=session)
+    if holdings := _holding_writes(effects):
+        _collection(Holding).bulk_write(holdings, ordered=False, session=session)
+
+
+def commit(effects: Effects, *, shard: int, epoch: int, last_entry: str) -> None:
+    """Write the batch and move the checkpoint to `last_entry`, in one transaction; Fenced if the shard moved on."""
+    connection.ensure_connection()
+    client = connection.connection
+    concerns = {"read_concern": ReadConcern("snapshot"), "write_concern": WriteConcern("majority")}
+    with client.start_session() as session, session.start_transaction(**concerns):
+        mark = {"last_entry": last_entry, "updated_at": moment(effects.at_ms)}
+        fenced = _collection(EngineShard).update_one({"shard": shard, "epoch": epoch}, {"$set": mark}, session=session)
+        if fenced.matched_count != 1:
+            raise Fenced(f"shard {shard}: epoch {epoch} is no longer the shard's")
+        _write_batch(effects, session)
+
+
+# --- the other two writes ---------------------------------------------------------------------------------
+
+
+def account_insert(*, user_id: ObjectId, cash: Decimal) -> ObjectId:
+    """A new account (a trader): a document the engine has never seen, loaded by its prefetch on first use."""
+    document = {
+        "user_id": user_id,
+        "cash": Decimal128(cash),
+        "starting_cash": Decimal128(cash),
+        "reserved_cash": Decimal128("0.00"),
+        "invoice_sequence": 0,
+        "created_at": to_milliseconds(timezone.now()),
+    }
+    return cast(ObjectId, _collection(Trader).insert_one(document).inserted_id)
+
+
+def invoice_pdf_store(*, order_id: ObjectId, pdf: bytes, at_ms: int) -> bool:
+    """Keep a confirmation's rendered PDF, once (False: it was stored already; a concurrent render lost)."""
+    stored = _collection(Invoice).update_one(
+        {"order_id": order_id, "status": {"$ne": Invoice.Status.READY}},
+        {"$set": {"status": Invoice.Status.READY, "pdf": pdf, "ready_at": moment(at_ms)}},
+    )
+    return stored.modified_count == 1
