@@ -18,7 +18,6 @@ from apps.core.clock import epoch_ms, moment
 from apps.core.cursor import KeysetCursor
 from apps.core.metrics import ORDERS
 from apps.core.schemas import InputSchema
-from apps.portfolio.invoices import invoice_verify
 from apps.portfolio.models import Invoice, Order, Trader
 from apps.portfolio.order_terms import PRICE_MAX
 from apps.portfolio.schemas import OrderOut, PortfolioOut, trade_fields
@@ -41,6 +40,7 @@ from apps.portfolio.services import (
     order_cancel_async,
     place_order_async,
 )
+from apps.portfolio.verification import invoice_verify
 
 router = Router(tags=["trading"])
 

@@ -25,7 +25,6 @@ from fpdf import FPDF
 
 from apps.core.clock import to_milliseconds
 from apps.portfolio.models import Invoice, Order
-from apps.portfolio.selectors import invoice_with_trade
 
 CODE_PATTERN = re.compile(r"^(?:(?P<key_id>[A-Za-z0-9_-]{8})\.)?(?P<mac>[A-Za-z0-9_-]{43})$")
 
@@ -107,7 +106,7 @@ def invoice_code(*, order: Order, number: int) -> str:
     return f"{_key_id(key)}.{_mac(key, content=invoice_content(order=order, number=number))}"
 
 
-def _code_matches(code: str, *, order: Order, number: int) -> bool:
+def code_matches(code: str, *, order: Order, number: int) -> bool:
     """Whether `code` is the mac of this content under the key it names (a bare mac: under any key)."""
     match = CODE_PATTERN.match(code)
     if match is None:
@@ -119,27 +118,6 @@ def _code_matches(code: str, *, order: Order, number: int) -> bool:
     content = invoice_content(order=order, number=number)
     results = [hmac.compare_digest(_mac(key, content=content), match["mac"]) for key in keys]
     return any(results)
-
-
-@dataclass(frozen=True)
-class Verification:
-    verdict: str  # "authentic", "tampered" (the record no longer matches its code) or "unknown"
-    invoice: Invoice | None
-
-    @property
-    def authentic(self) -> bool:
-        return self.verdict == "authentic"
-
-
-def invoice_verify(code: str) -> Verification:
-    """Whether `code` belongs to a confirmation we issued whose content is unchanged."""
-    if not CODE_PATTERN.match(code):
-        return Verification("unknown", None)
-    invoice = invoice_with_trade(verification_code=code)
-    if invoice is None:
-        return Verification("unknown", None)
-    authentic = _code_matches(code, order=invoice.order, number=invoice.number)
-    return Verification("authentic" if authentic else "tampered", invoice)
 
 
 def verify_url(code: str) -> str:

@@ -132,7 +132,7 @@ def order_of(fields: dict[str, Any], *, trader_id: ObjectId) -> Order:
         amount=_decimal(fields.get("amount")),
         status=fields["status"],
         reason=fields.get("reason", ""),
-        created_at=_moment(fields.get("created_at")),
+        created_at=datetime.fromisoformat(fields["created_at"]),
         expires_at=_moment(fields.get("expires_at")),
         closed_at=_moment(fields.get("closed_at")),
     )

@@ -5,6 +5,7 @@ of traders or holdings (Property 2): one query for the traders, one for all
 their holdings, one MGET for every price (`apps.market.selectors.latest_prices`).
 """
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -14,13 +15,17 @@ from typing import Any, cast
 import redis
 from bson import Decimal128, ObjectId
 from bson.errors import InvalidId
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection as default_connection
 from django_mongodb_backend.base import DatabaseWrapper
+from pymongo.errors import DuplicateKeyError
 
 from apps.core.cache import cached
 from apps.core.indexes import in_lists
 from apps.market.selectors import latest_prices
+from apps.portfolio.cache_keys import account_key, recent_orders_key, trader_key
+from apps.portfolio.engine import journal
 from apps.portfolio.models import Holding, Invoice, Order, Trader
 from apps.portfolio.valuation import Portfolio, PortfolioValuation, valued_portfolio
 
@@ -194,25 +199,15 @@ def invoice_with_trade(**lookup: Any) -> Invoice | None:
 def trader_for_user(user: User) -> Trader:
     """The user's trader profile, created with starting cash on first use (e.g. a superuser).
 
-    A read that may create the row: it lives here so that selectors need not import services (a cycle)."""
-    trader, _ = Trader.objects.get_or_create(user=user)
+    A read that may create the account (through the journal, the one writer of accounts: a new account is a
+    document the engine has never seen); it lives here so that selectors need not import services (a cycle)."""
+    trader = Trader.objects.filter(user=user).first()
+    if trader is None:
+        with contextlib.suppress(DuplicateKeyError):  # a concurrent first use created it
+            journal.account_insert(user_id=user.pk, cash=Decimal(settings.TRADER_STARTING_CASH))
+        trader = Trader.objects.get(user=user)
     trader.user = user  # already loaded: spare a query wherever the trader's name is shown
     return trader
-
-
-def account_key(user_id: object) -> str:
-    """The "profiles" cache key of a trader's account; every order invalidates it after commit."""
-    return f"account:{user_id}"
-
-
-def trader_key(user_id: object) -> str:
-    """The "profiles" cache key of the user's trader id, which never changes: orders leave it alone."""
-    return f"trader:{user_id}"
-
-
-def recent_orders_key(user_id: object) -> str:
-    """The "profiles" cache key of a trader's newest orders; every order invalidates it after commit."""
-    return f"orders:{user_id}"
 
 
 def recent_orders(user: User, *, limit: int) -> list[Order]:

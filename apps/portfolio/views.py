@@ -4,7 +4,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from apps.portfolio.api import VERDICT_DETAIL, certified_trade
-from apps.portfolio.invoices import invoice_verify
+from apps.portfolio.verification import invoice_verify
 
 
 def invoice_verify_page(request: HttpRequest, code: str) -> HttpResponse:

@@ -11,10 +11,29 @@ import heapq
 import itertools
 import math
 from bisect import bisect_right, insort
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from apps.portfolio.engine.state import OrderState
+
+class Resting(Protocol):
+    """What the book needs of an order (apps/portfolio/engine/state.py OrderState)."""
+
+    @property
+    def id(self) -> object: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def side(self) -> str: ...
+    @property
+    def limit_cents(self) -> int | None: ...
+    @property
+    def stop_cents(self) -> int | None: ...
+    @property
+    def expires_ms(self) -> int | None: ...
+    @property
+    def waits_for_stop(self) -> bool: ...
+
+
+OrderState = TypeVar("OrderState", bound=Resting)
 
 # The four sorted lists of a symbol, and the sign that makes "crossed" a prefix (key <= sign * price):
 # buy limits fill at or below their limit, sell limits at or above, buy stops trigger at or above, sell stops below.
@@ -22,7 +41,7 @@ BUY_LIMIT, SELL_LIMIT, BUY_STOP, SELL_STOP = range(4)
 SIGNS = (-1, 1, 1, -1)
 
 
-class OrderBook:
+class OrderBook(Generic[OrderState]):
     """Resting orders per symbol in price order; `crossed` takes out every order a price crosses."""
 
     def __init__(self) -> None:

@@ -78,6 +78,7 @@ def claim(shard: int) -> Checkpoint:
         upsert=True,
         return_document=ReturnDocument.AFTER,
     )
+    assert document is not None  # an upsert returning the document after it
     return Checkpoint(int(document["epoch"]), str(document["last_entry"]))
 
 
@@ -215,7 +216,9 @@ def _holding_writes(effects: Effects) -> list[UpdateOne | DeleteOne]:
 
 
 def _write_batch(effects: Effects, session: ClientSession) -> None:
-    orders = [InsertOne(_order_document(o)) for o in effects.new_orders.values()]
+    orders: list[InsertOne[dict[str, Any]] | UpdateOne] = [
+        InsertOne(_order_document(o)) for o in effects.new_orders.values()
+    ]
     orders += [UpdateOne({"_id": o.id}, {"$set": _order_changes(o)}) for o in effects.changed_orders.values()]
     if orders:
         _collection(Order).bulk_write(orders, ordered=True, session=session)

@@ -17,9 +17,9 @@ import redis
 from apps.core import account_events, order_stream
 from apps.core.cache import stage_invalidate
 from apps.core.metrics import ACCOUNT_EVENTS
+from apps.portfolio.cache_keys import account_key, recent_orders_key
 from apps.portfolio.engine.effects import Effects, Reply
 from apps.portfolio.events import event_fields
-from apps.portfolio.selectors import account_key, recent_orders_key
 
 logger = logging.getLogger(__name__)
 

@@ -33,12 +33,15 @@ from apps.portfolio.engine import journal
 from apps.portfolio.engine.commands import Adjust, BadCommand, Cancel, Command, Place, caller_of, parse
 from apps.portfolio.engine.effects import Effects, order_fields
 from apps.portfolio.engine.ids import entry_position, order_id_at
+from apps.portfolio.engine.journal import Fenced
 from apps.portfolio.engine.publish import publish
 from apps.portfolio.engine.rules import Signer, decide
 from apps.portfolio.engine.state import EngineState, OrderState
 from apps.portfolio.invoices import CertifiedContent, content_code
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["Engine", "Fenced", "serve"]
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 HEARTBEAT_SECONDS = 3  # the web refuses orders fast (503) when a shard's heartbeat is older than this

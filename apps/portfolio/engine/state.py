@@ -85,7 +85,7 @@ class EngineState:
     open_orders: dict[ObjectId, OrderState] = field(default_factory=dict)
     recent: OrderedDict[ObjectId, OrderState] = field(default_factory=OrderedDict)
     prices: dict[str, int] = field(default_factory=dict)  # last tick per symbol, cents
-    book: OrderBook = field(default_factory=OrderBook)
+    book: OrderBook[OrderState] = field(default_factory=OrderBook)
 
     def order(self, order_id: ObjectId) -> OrderState | None:
         return self.open_orders.get(order_id) or self.recent.get(order_id)

@@ -1,4 +1,5 @@
 import logging
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -6,8 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from apps.core import order_stream
 from apps.core.redis import redis_client
 from apps.core.shutdown import consumer_name, stop_requested
-from apps.portfolio.engine.journal import Fenced
-from apps.portfolio.engine.runner import Engine, serve
+from apps.portfolio.engine.runner import Engine, Fenced, serve
 
 logger = logging.getLogger("apps.portfolio.engine")
 
@@ -29,8 +29,6 @@ class Command(BaseCommand):
             raise CommandError("--duration: must be a number of seconds from 0 to 10000000")
         consumer = consumer_name(options["consumer"]) if options["consumer"] else None
         engine = Engine(shard, client=redis_client(), consumer=consumer)
-        import time
-
         deadline = time.monotonic() + duration if duration else float("inf")
         with stop_requested() as stopping:  # finish the batch under way, then leave
             try:
