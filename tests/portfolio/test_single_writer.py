@@ -48,7 +48,10 @@ def test_no_module_but_the_journal_writes_accounts_holdings_orders_or_trades() -
 
 @pytest.mark.parametrize(
     "source",
-    ["Trader.objects.filter(pk=1).update(cash=0)", "connection.get_collection(Holding._meta.db_table).update_one({}, {})"],
+    [
+        "Trader.objects.filter(pk=1).update(cash=0)",
+        "connection.get_collection(Holding._meta.db_table).update_one({}, {})",
+    ],
 )
 def test_the_scan_sees_a_write_outside_the_journal(source: str) -> None:
     assert _writes(ast.parse(source))
