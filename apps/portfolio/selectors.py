@@ -332,5 +332,7 @@ def trades_in_id_range(*, after: ObjectId | None, upto: ObjectId, limit: int) ->
 
 
 def invoice_statuses(order_ids: list[Any]) -> dict[Any, str]:
-    """Each listed order's invoice status by order id (one query; orders without an invoice are absent)."""
-    return dict(Invoice.objects.filter(order_id__in=order_ids).values_list("order_id", "status"))
+    """Whether each listed order's confirmation can be downloaded, by order id (one query; orders without an
+    invoice are absent). A pending invoice is ready too: its PDF is made on first download (ADR 0008)."""
+    rows = Invoice.objects.filter(order_id__in=order_ids).values_list("order_id", "status")
+    return {order_id: Invoice.Status.READY if status == Invoice.Status.PENDING else status for order_id, status in rows}
