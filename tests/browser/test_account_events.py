@@ -14,9 +14,8 @@ import redis
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
+from apps.core import order_stream
 from apps.core.redis import redis_client
-from apps.market.stream import stage_append, stream_key
-from apps.portfolio.matching import MATCHER_GROUP
 from apps.portfolio.models import Trader
 from apps.portfolio.services import place_order
 from tests.browser.conftest import DaphneServer, login, publish, tick, wait_live
@@ -33,8 +32,43 @@ def open_symbol(page: Page, symbol: str, price: float) -> None:
     expect(page.locator("#symbol-title")).to_contain_text(symbol)
 
 
+@pytest.fixture(autouse=True)
+def engine_processes(django_db_setup: None, _clean_redis: None) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The real order engines (`manage.py run_engine --shard K`, one per shard) on the test database and
+    Redis, once each one's consumer group `engine` on `orders:<shard>` exists (a command appended after that
+    reaches it; the group starts at the stream's beginning anyway)."""
+    engines = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "run_engine", "--shard", str(shard), "--consumer", f"test-{os.getpid()}"],
+            cwd=BASE_DIR,
+            env=service_env(),
+        )
+        for shard in range(order_stream.shards())
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while not all(_engine_group_exists(shard) for shard in range(len(engines))):
+            if any(engine.poll() is not None for engine in engines) or time.monotonic() > deadline:
+                raise RuntimeError("the order engines did not come up")
+            time.sleep(0.05)  # polling the condition: the group appears when the engine has started
+        yield engines
+    finally:
+        for engine in engines:
+            engine.terminate()
+        for engine in engines:
+            engine.wait(timeout=20)
+
+
+def _engine_group_exists(shard: int) -> bool:
+    try:
+        groups = redis_client().xinfo_groups(order_stream.stream_key(shard))
+    except redis.ResponseError:  # no stream yet
+        return False
+    return any(group["name"] in (order_stream.GROUP, order_stream.GROUP.encode()) for group in groups)
+
+
 def test_a_market_orders_fill_and_invoice_readiness_appear_live_without_a_reload(
-    dashboard: Page, market: list[str], celery_worker_process: Any
+    dashboard: Page, market: list[str]
 ) -> None:
     page = dashboard
     page.evaluate("window.__samePage = true")  # gone if anything reloaded the page
@@ -43,7 +77,8 @@ def test_a_market_orders_fill_and_invoice_readiness_appear_live_without_a_reload
     page.fill("#quantity", "2")
     page.click("#place-order")
     expect(page.locator("#ticket-message")).to_contain_text(f"Bought 2 {symbol}")
-    # The worker renders the PDF; its readiness reaches the page as an account event (nothing polls).
+    # The engine announces the invoice with the fill (its PDF is rendered on first download): an account
+    # event reaches the page (nothing polls).
     row = page.locator("#orders tbody tr").filter(has_text=symbol)
     expect(row.locator(".badge")).to_have_text("ready", timeout=30_000)
     expect(row.locator("a[download]")).to_have_count(1)
@@ -67,7 +102,7 @@ def test_an_order_placed_elsewhere_appears_in_the_open_page_at_once(
         place_order(trader=trader, symbol=symbol, side="buy", quantity=5)
     expect(page.locator("#orders tbody tr").filter(has_text=symbol)).to_contain_text("5")
     expect(page.locator("#portfolio [data-field=cash]")).to_have_text("$99,800.00")  # refreshed on the fill
-    assert page.evaluate(EVENTS) == ["order_accepted", "order_filled"]
+    assert page.evaluate(EVENTS) == ["order_accepted", "order_filled", "invoice_ready"]  # announced with the fill
     assert page.evaluate("window.__samePage") is True
 
 
@@ -102,45 +137,13 @@ def test_the_ticket_shows_each_types_fields_and_the_apis_refusal_by_its_field(
     expect(page.locator("[data-error-for=limit_price]")).to_have_text("")
 
 
-@pytest.fixture
-def matcher_process(django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
-    """The real matcher (`manage.py run_matcher`) on the test database and Redis, once its consumer group
-    on the tick stream exists (a tick appended after that reaches it)."""
-    consumer = f"test-matcher-{os.getpid()}"
-    matcher = subprocess.Popen(
-        [sys.executable, "manage.py", "run_matcher", "--consumer", consumer], cwd=BASE_DIR, env=service_env()
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not _matcher_group_exists():
-            if matcher.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the matcher did not come up")
-            time.sleep(0.05)  # polling the condition: the group appears when the matcher has started
-        yield matcher
-    finally:
-        matcher.terminate()
-        matcher.wait(timeout=20)
-
-
-def _matcher_group_exists() -> bool:
-    try:
-        groups = redis_client().xinfo_groups(stream_key())
-    except redis.ResponseError:  # no stream yet
-        return False
-    return any(group["name"] in (MATCHER_GROUP, MATCHER_GROUP.encode()) for group in groups)
-
-
 def cross(symbol: str, price: float) -> None:
-    """A tick as the simulator sends it, into the tick stream too (where the matcher reads it)."""
-    crossing = tick(symbol, price)
-    publish([crossing])
-    pipe = redis_client().pipeline(transaction=False)
-    stage_append(pipe, [(f"browser-{time.monotonic_ns()}", crossing)])
-    pipe.execute()
+    """A tick as the simulator sends it: the quote write is also the engines' tick command."""
+    publish([tick(symbol, price)])
 
 
 def test_a_resting_limit_buy_fills_when_the_price_crosses_and_the_panels_follow_without_a_reload(
-    dashboard: Page, market: list[str], matcher_process: Any
+    dashboard: Page, market: list[str]
 ) -> None:
     page = dashboard
     page.evaluate("window.__samePage = true")
@@ -153,10 +156,10 @@ def test_a_resting_limit_buy_fills_when_the_price_crosses_and_the_panels_follow_
     page.click("#place-order")
     resting = page.locator("#open-orders tbody tr").filter(has_text=symbol)
     expect(resting).to_have_count(1)
-    cross(symbol, 44.0)  # the real matcher fills it at its limit price
+    cross(symbol, 44.0)  # the real engine fills it at its limit price
     expect(resting).to_have_count(0, timeout=30_000)
     expect(page.locator("#orders tbody tr").filter(has_text=symbol)).to_contain_text("45.00")
-    assert page.evaluate(EVENTS)[-2:] == ["order_accepted", "order_filled"]
+    assert page.evaluate(EVENTS)[-3:] == ["order_accepted", "order_filled", "invoice_ready"]
     assert page.evaluate("window.__samePage") is True
 
 

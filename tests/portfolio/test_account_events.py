@@ -1,4 +1,5 @@
-"""The trader's own events from the order and invoice paths: after commit, in order, never failing a trade."""
+"""The trader's own events from the order engine and the invoice path: after commit, in order, never failing a
+trade. The engine announces a batch's events in the pipeline that answers it (apps/portfolio/engine/publish.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,6 @@ from apps.core.redis import redis_client
 from apps.portfolio.events import publish_account_event
 from apps.portfolio.models import Order
 from apps.portfolio.services import place_order
-from apps.portfolio.tasks import generate_invoice
-
-
-@pytest.fixture(autouse=True)
-def _quiet_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(generate_invoice, "apply_async", lambda *a, **k: None)
 
 
 def stored(user_id: object) -> list[dict[str, Any]]:
@@ -31,7 +26,7 @@ def stored(user_id: object) -> list[dict[str, Any]]:
 def test_a_market_order_announces_accepted_then_filled_with_the_orders_fields(market, make_trader) -> None:
     trader, _ = make_trader("1000.00")
     order = place_order(trader=trader, symbol="ACME", side="buy", quantity=3, client_order_id="ev-1").order
-    accepted, filled = stored(trader.user_id)
+    accepted, filled, ready = stored(trader.user_id)
     assert (accepted["seq"], accepted["event"], accepted["status"]) == (1, "order_accepted", "accepted")
     assert (filled["seq"], filled["event"], filled["status"]) == (2, "order_filled", "filled")
     assert filled == {
@@ -46,9 +41,15 @@ def test_a_market_order_announces_accepted_then_filled_with_the_orders_fields(ma
         "amount": "30.00",
         "invoice_url": f"/api/v1/trades/{order.pk}/invoice",
     }
+    assert (ready["seq"], ready["event"], ready["id"], ready["invoice_number"]) == (
+        3,
+        "invoice_ready",
+        str(order.pk),
+        1,
+    )
     # A replay of the same client_order_id changes nothing, so it announces nothing.
     place_order(trader=trader, symbol="ACME", side="buy", quantity=3, client_order_id="ev-1")
-    assert len(stored(trader.user_id)) == 2
+    assert len(stored(trader.user_id)) == 3
 
 
 def test_a_refused_order_announces_nothing(market, make_trader) -> None:
@@ -76,11 +77,14 @@ def test_an_unknown_event_is_a_programming_error(make_trader) -> None:
         publish_account_event(trader.pk, "order_exploded", {})
 
 
-def test_a_ready_invoice_is_announced_once(market, make_trader) -> None:
+def test_a_ready_invoice_is_announced_once_with_its_fill(market, make_trader) -> None:
+    from apps.portfolio.models import Invoice
+    from apps.portfolio.services import invoice_pdf
+
     trader, _ = make_trader("1000.00")
     order = place_order(trader=trader, symbol="BOLT", side="buy", quantity=1).order
-    generate_invoice.run(str(order.pk))
-    generate_invoice.run(str(order.pk))  # a redelivered job: already ready, nothing new
+    invoice_pdf(Invoice.objects.get(order_id=order.pk))  # the first download renders it: nothing new to say
+    invoice_pdf(Invoice.objects.get(order_id=order.pk))
     events = stored(trader.user_id)
     assert [e["event"] for e in events] == ["order_accepted", "order_filled", "invoice_ready"]
     assert events[-1] == {**events[-1], "id": str(order.pk), "invoice_status": "ready", "invoice_number": 1}
@@ -106,15 +110,24 @@ def test_an_append_named_once_is_numbered_stored_and_published_once(make_trader)
     ]
 
 
-def test_when_redis_refuses_the_event_the_order_still_fills(market, make_trader, monkeypatch) -> None:
+def test_when_redis_refuses_the_events_the_order_still_fills_once_and_is_answered(
+    market, make_trader, monkeypatch
+) -> None:
+    """The batch committed before its publishing failed: the engine reloads, reads the entry again, and
+    answers it from what it committed (created, not decided a second time)."""
     trader, _ = make_trader("1000.00")
+    real = account_events.stage_append
+    failures = iter([redis.ConnectionError("Redis is down")])
 
-    def refuse(*args: object, **kwargs: object) -> int:
-        raise redis.ConnectionError("Redis is down")
+    def refuse_once(*args: Any, **kwargs: Any) -> Any:
+        if (error := next(failures, None)) is not None:
+            raise error
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(account_events, "append", refuse)
+    monkeypatch.setattr(account_events, "stage_append", refuse_once)
     result = place_order(trader=trader, symbol="ACME", side="buy", quantity=1)
-    assert result.created and Order.objects.filter(pk=result.order.pk).exists()
+    assert result.created and next(failures, None) is None
+    assert list(Order.objects.filter(trader=trader).values_list("pk", flat=True)) == [result.order.pk]
 
 
 def test_a_payload_too_large_for_one_frame_keeps_its_essential_fields(make_trader) -> None:

@@ -8,13 +8,6 @@ from django.test import Client
 from apps.portfolio.models import Order
 
 
-@pytest.fixture(autouse=True)
-def _no_invoice_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from apps.portfolio import tasks
-
-    monkeypatch.setattr(tasks.generate_invoice, "apply_async", lambda *a, **k: None)
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
@@ -191,17 +184,19 @@ def test_the_portfolio_shows_cash_holdings_pnl_and_return(market, make_trader) -
     assert (body["total_value"], body["return_percent"]) == ("1000.00", "0.00")
 
 
-def test_the_invoice_is_202_while_pending_then_the_pdf(market, make_trader) -> None:
-    from apps.portfolio.tasks import generate_invoice
+def test_the_invoice_is_the_pdf_from_the_first_download_rendered_once(market, make_trader) -> None:
+    from apps.portfolio.models import Invoice
 
     _, token = make_trader()
     order = post_order(token, {"symbol": "ACME", "side": "buy", "quantity": 1}).json()
-    pending = Client().get(order["invoice_url"], **bearer(token))
-    assert pending.status_code == 202 and pending.json()["status"] == "pending"
-    generate_invoice.run(order["id"])
-    ready = Client().get(order["invoice_url"], **bearer(token))
-    assert ready.status_code == 200 and ready["Content-Type"] == "application/pdf"
-    assert ready.content.startswith(b"%PDF")
+    assert Invoice.objects.get(order_id=order["id"]).status == "pending"
+    first = Client().get(order["invoice_url"], **bearer(token))
+    assert first.status_code == 200 and first["Content-Type"] == "application/pdf"
+    assert first.content.startswith(b"%PDF")
+    stored = Invoice.objects.get(order_id=order["id"])
+    assert stored.status == "ready" and bytes(stored.pdf) == first.content
+    again = Client().get(order["invoice_url"], **bearer(token))
+    assert again.status_code == 200 and again.content == first.content
 
 
 def test_browser_sessions_need_the_csrf_token_to_place_orders(market, make_trader) -> None:

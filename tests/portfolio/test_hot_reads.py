@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from apps.market.api import SymbolListOut
 from apps.portfolio.selectors import account_key
 from apps.portfolio.services import place_order
 from tests.asgi_client import asgi_get, asgi_post, asgi_request
+from tests.conftest import EngineThread
 from tests.portfolio.conftest import MONGO_COMMANDS, RoundTrips
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,10 +47,18 @@ def active_trader(market: dict[str, Any], make_trader: Any) -> str:
     return str(token)
 
 
+def engines_stopped(engines: list[EngineThread]) -> None:
+    """The order engines read their streams all the time: stopped, so Redis round trips counted from every
+    thread are the read's own."""
+    for running in engines:
+        running.stop()
+
+
 @pytest.mark.parametrize("path", list(HOT_READS))
 def test_a_cached_hot_read_makes_no_mongodb_call(
-    active_trader: str, round_trips: Callable[..., RoundTrips], path: str
+    active_trader: str, order_engine: list[EngineThread], round_trips: Callable[..., RoundTrips], path: str
 ) -> None:
+    engines_stopped(order_engine)
     listener = default_cache().listener
     listener.ensure_started()
     assert listener.wait_subscribed(5)  # L1 serves only while invalidations can reach it
@@ -101,35 +109,35 @@ def buy(symbol: str, quantity: int = 1) -> dict[str, Any]:
     return {"symbol": symbol, "side": "buy", "quantity": quantity}
 
 
-def test_an_order_over_the_api_sends_mongodb_its_transaction_alone(
+def test_an_order_over_the_api_sends_mongodb_the_engines_transaction_alone(
     active_trader: str, round_trips: Callable[..., RoundTrips]
 ) -> None:
-    """The order before it dropped the cached account; the next order needs only the trader's id (cached
-    apart), so MongoDB sees the transaction's four writes and the commit, no account reload."""
+    """The web reads nothing for an order (the trader's id is cached apart) and the engine has the account in
+    memory, so MongoDB sees one transaction: the checkpoint, the order, its invoice, the account, the holding,
+    the commit."""
     assert asgi_post("/api/v1/orders", active_trader, buy("ACME"))[0] == 201
     counted = round_trips(all_threads=True)
     status, _headers, _body = asgi_post("/api/v1/orders", active_trader, buy("ACME"))
     MONGO_COMMANDS.enabled_for = None
     assert status == 201
-    assert counted.mongo == ["insert", "findAndModify", "update", "insert", "commitTransaction"]
+    assert counted.mongo == ["update", "insert", "insert", "update", "update", "commitTransaction"]
 
 
-def test_orders_in_one_process_run_side_by_side(
+def test_orders_in_one_process_wait_for_the_engine_side_by_side(
     active_trader: str, make_trader: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two orders of one server process are inside the order service at the same time (on the API's work
-    threads), not one after the other on Django's single sync-view thread: each waits at a barrier for the
-    other, which a serial execution could never pass."""
+    """Two orders of one server process wait for the engine at the same time (awaited on the event loop),
+    not one after the other: each waits at a barrier for the other, which a serial execution could never pass."""
     from apps.portfolio import api
 
-    both_inside = threading.Barrier(2, timeout=10)
-    real = api.place_order
+    both_inside = asyncio.Barrier(2)
+    real = api.place_order_async
 
-    def meet_then_place(**order: Any) -> Any:
-        both_inside.wait()
-        return real(**order)
+    async def meet_then_place(**order: Any) -> Any:
+        await asyncio.wait_for(both_inside.wait(), timeout=10)
+        return await real(**order)
 
-    monkeypatch.setattr(api, "place_order", meet_then_place)
+    monkeypatch.setattr(api, "place_order_async", meet_then_place)
     _trader, other = make_trader("1000.00")
 
     async def together() -> list[tuple[int, dict[bytes, bytes], bytes]]:

@@ -1,35 +1,33 @@
-"""Hypothesis properties of resting orders and the matcher (42-45), on the real embedded MongoDB.
+"""Hypothesis properties of resting orders and matching (42-45), on the engine's pure rules.
 
-Each example drives one trader through any interleaving of orders (limit, stop, stop limit; buy and
-sell; day and gtc), ticks, cancels, expiry sweeps and matcher crashes (a crash after a committed fill,
-before the tick is acknowledged: the restarted matcher reads it again). The real services, the real
-matcher and the real transactions do the work; only the tick stream is an in-memory queue.
+Each example drives one account through any interleaving of orders (limit, stop, stop limit; buy and
+sell; day and gtc), ticks, cancels, expiry and engine crashes, deciding each command with
+apps/portfolio/engine/rules.decide on an EngineState: no I/O, so hundreds of examples take seconds. A
+crash rebuilds the state from what the batches wrote (the effects, as the journal stores them), the way
+a restarted engine loads it from MongoDB: whatever the rules forgot to write is lost there.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
+import dataclasses
 from dataclasses import dataclass, field
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
-from django.utils import timezone
-from hypothesis import HealthCheck, given, settings
+from bson import ObjectId
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.portfolio.models import Holding, Invoice, Order, Trader
-from apps.portfolio.orders import order_cancel, order_fill, orders_expire_due
-from apps.portfolio.services import OrderRejected, OrderTerms, place_order
-from tests.portfolio.conftest import set_quotes
-from tests.portfolio.matching_fakes import QueuedTicks, matcher_on
+from apps.portfolio.engine.commands import Caller, Cancel, Expire, Place, Ticks
+from apps.portfolio.engine.effects import Effects
+from apps.portfolio.engine.rules import decide
+from apps.portfolio.engine.state import Account, EngineState, OrderState, Position
 
-PROPERTY_SETTINGS = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-)
-START_CASH, START_SHARES, START_PRICE = Decimal("1500.00"), 40, Decimal("10.00")
-cents = st.integers(900, 1100).map(lambda c: Decimal(c).scaleb(-2))
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
+START_CASH, START_SHARES, START_PRICE = 150_000, 40, 1000  # cents, shares, cents
+DAY_MS = 1_000
+cents = st.integers(900, 1100)
 placements = st.tuples(
     st.just("place"),
     st.sampled_from(["buy", "sell"]),
@@ -42,157 +40,195 @@ placements = st.tuples(
 actions = st.lists(
     st.one_of(
         placements,
+        st.tuples(st.just("market"), st.sampled_from(["buy", "sell"]), st.integers(1, 30)),
         st.tuples(st.just("tick"), cents),
         st.tuples(st.just("cancel"), st.integers(0, 20)),
         st.tuples(st.just("crash")),
         st.tuples(st.just("expire")),
     ),
     min_size=1,
-    max_size=10,
+    max_size=25,
 )
+REFUSALS = {"insufficient_buying_power", "insufficient_holding", "insufficient_cash"}
 
 
-@pytest.fixture(autouse=True)
-def _no_invoice_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from apps.portfolio import tasks
+@dataclass
+class Journal:
+    """What the batches wrote: accounts, positions, orders (copies), invoices."""
 
-    monkeypatch.setattr(tasks.generate_invoice, "apply_async", lambda *a, **k: None)
+    accounts: dict[ObjectId, tuple[int, int, int]] = field(default_factory=dict)
+    positions: dict[tuple[ObjectId, str], Position] = field(default_factory=dict)
+    orders: dict[ObjectId, OrderState] = field(default_factory=dict)
+    invoices: list[ObjectId] = field(default_factory=list)
+
+    def write(self, state: EngineState, effects: Effects) -> None:
+        for account in effects.accounts.values():
+            self.accounts[account.id] = (account.cash, account.reserved, account.invoice_sequence)
+        for account_id, symbol in effects.positions:
+            held = state.accounts[account_id].positions.get(symbol)
+            if held is None:
+                self.positions.pop((account_id, symbol), None)
+            else:
+                self.positions[(account_id, symbol)] = copy.copy(held)
+        for order in [*effects.new_orders.values(), *effects.changed_orders.values()]:
+            self.orders[order.id] = dataclasses.replace(order)
+        self.invoices += [invoice.order_id for invoice in effects.invoices]
+
+    def load(self, shard: int, user_id: ObjectId, prices: dict[str, int]) -> EngineState:
+        """A restarted engine's state: accounts with their positions and client ids, open orders rested."""
+        state = EngineState(shard, prices=dict(prices))
+        for account_id, (cash, reserved, sequence) in self.accounts.items():
+            account = Account(account_id, user_id, cash, reserved, sequence)
+            account.positions = {s: copy.copy(p) for (a, s), p in self.positions.items() if a == account_id}
+            account.client_orders = {
+                o.client_order_id: o.id for o in self.orders.values() if o.account_id == account_id
+            }
+            state.accounts[account_id] = account
+        for order in self.orders.values():
+            copied = dataclasses.replace(order)
+            if copied.status == "open":
+                state.rest(copied)
+            else:
+                state.remember(copied)
+        return state
 
 
 @dataclass
 class Run:
-    trader: Trader
-    orders: list[Order] = field(default_factory=list)
-    snapshots: list[dict[str, Any]] = field(default_factory=list)  # account and book after every step
+    account_id: ObjectId
+    journal: Journal
+    orders: list[ObjectId] = field(default_factory=list)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)  # the account and orders after every step
 
 
-def _dying_fill(order: Order, **kwargs: Any) -> bool:
-    order_fill(order, **kwargs)
-    raise SystemExit("matcher killed after a committed fill, before acknowledging its tick")
+def _snapshot(state: EngineState, run: Run) -> dict[str, Any]:
+    account = copy.deepcopy(state.accounts[run.account_id])
+    orders = [dataclasses.replace(state.order(o)) for o in run.orders]  # type: ignore[type-var]
+    return {"account": account, "orders": orders, "journal": copy.deepcopy(run.journal)}
 
 
-def _snapshot(run: Run) -> dict[str, Any]:
-    trader = Trader.objects.get(pk=run.trader.pk)
-    orders = list(Order.objects.filter(trader=trader))
-    holding = Holding.objects.filter(trader=trader, symbol="ACME").first()
-    return {"trader": trader, "orders": orders, "holding": holding}
+def _place(step: tuple[Any, ...], number: int, caller: Caller) -> Place:
+    if step[0] == "market":
+        _, side, quantity = step
+        return Place(caller, f"c{number}", "ACME", side, quantity)
+    _, side, kind, first, second, quantity, tif = step
+    limit_cents = first if kind == "limit" else second if kind == "stop_limit" else None
+    stop_cents = first if kind in ("stop", "stop_limit") else None
+    return Place(caller, f"c{number}", "ACME", side, quantity, kind, limit_cents, stop_cents, tif)
 
 
-def _terms(kind: str, first: Decimal, second: Decimal, tif: str) -> OrderTerms:
-    if kind == "limit":
-        return OrderTerms(type="limit", limit_price=first, time_in_force=tif)
-    if kind == "stop":
-        return OrderTerms(type="stop", stop_price=first, time_in_force=tif)
-    return OrderTerms(type="stop_limit", stop_price=first, limit_price=second, time_in_force=tif)
+def drive(steps: list[tuple[Any, ...]]) -> Run:
+    """Play `steps`, then cancel whatever still rests; a snapshot after every step."""
+    account_id, user_id = ObjectId(), ObjectId()
+    caller = Caller(account_id, user_id, "r", "to")
+    state = EngineState(0, prices={"ACME": START_PRICE})
+    account = Account(account_id, user_id, START_CASH, 0, 0)
+    account.positions["ACME"] = Position(START_SHARES, Decimal("10.0000"))
+    state.accounts[account_id] = account
+    run = Run(account_id, Journal())
+    run.journal.write(state, Effects(accounts={account_id: account}, positions={(account_id, "ACME")}))
+    at_ms = 1_000_000
 
+    def apply(command: Any) -> Effects:
+        nonlocal at_ms
+        at_ms += 7
+        effects = Effects()
+        decide(state, command, effects, at_ms=at_ms, entry=f"{at_ms}-0", sign=lambda o, n: f"{o.id}:{n}", day_ms=DAY_MS)
+        run.journal.write(state, effects)
+        return effects
 
-def drive(make_trader: Any, steps: list[tuple[Any, ...]]) -> Run:
-    """Play `steps`, then cancel whatever still rests; snapshots after every step."""
-    set_quotes({"ACME": START_PRICE})
-    trader, _ = make_trader(str(START_CASH + START_PRICE * START_SHARES))
-    place_order(trader=trader, symbol="ACME", side="buy", quantity=START_SHARES)
-    run = Run(trader)
-    ticks = QueuedTicks()
-    matcher = matcher_on(ticks)
-    for step in steps:
-        if step[0] == "place":
-            _, side, kind, first, second, quantity, tif = step
-            try:
-                terms = _terms(kind, first, second, tif)
-                placed = place_order(trader=trader, symbol="ACME", side=side, quantity=quantity, terms=terms)
-                run.orders.append(placed.order)
-            except OrderRejected as refused:
-                assert refused.code in {"insufficient_buying_power", "insufficient_holding", "insufficient_cash"}
+    for number, step in enumerate(steps):
+        if step[0] in ("place", "market"):
+            effects = apply(_place(step, number, caller))
+            (reply,) = effects.replies
+            if "order" in reply.body:
+                run.orders.append(ObjectId(reply.body["order"]["id"]))
+            else:
+                assert reply.body["code"] in REFUSALS, reply
         elif step[0] == "tick":
-            set_quotes({"ACME": step[1]})
-            ticks.tick("ACME", step[1])
+            apply(Ticks((("ACME", step[1]),)))
         elif step[0] == "cancel" and run.orders:
-            try:
-                order_cancel(trader=trader, order_id=str(run.orders[step[1] % len(run.orders)].pk))
-            except OrderRejected as refused:
-                assert refused.code == "already_filled"
+            apply(Cancel(caller, run.orders[step[1] % len(run.orders)]))
         elif step[0] == "crash":
-            matcher.fill = _dying_fill
-            with contextlib.suppress(SystemExit):
-                matcher.step()
-            ticks.crash()
-            matcher = matcher_on(ticks)
+            state = run.journal.load(0, user_id, state.prices)
         elif step[0] == "expire":
-            orders_expire_due(now=timezone.now() + timedelta(days=1))
-        matcher.step()
-        run.snapshots.append(_snapshot(run))
-    for order in run.orders:  # close the example: nothing it placed may rest into the next one
-        with contextlib.suppress(OrderRejected):
-            order_cancel(trader=trader, order_id=str(order.pk))
-    run.snapshots.append(_snapshot(run))
+            apply(Expire(at_ms + DAY_MS))
+        run.snapshots.append(_snapshot(state, run))
+    for order_id in run.orders:  # close the example: every resting order is cancelled
+        apply(Cancel(caller, order_id))
+    run.snapshots.append(_snapshot(state, run))
     return run
 
 
 @PROPERTY_SETTINGS
 @given(steps=actions)
-def test_property_42_every_order_ends_in_exactly_one_terminal_state(market, make_trader, steps) -> None:
+def test_property_42_every_order_ends_in_exactly_one_terminal_state(steps) -> None:
     """Feature: trading-performance-optimization, Property 42: For any interleaving of ticks, orders, cancels and
     matcher crashes, each order ends in exactly one terminal state (filled, cancelled or expired), a filled order
     has exactly one trade and one invoice, and an order never leaves a terminal state."""
-    run = drive(make_trader, steps)
-    final = {o.pk: o for o in run.snapshots[-1]["orders"]}
-    for order in run.orders:
-        assert final[order.pk].status in {"filled", "cancelled", "expired"}
+    run = drive(steps)
+    final = {o.id: o for o in run.snapshots[-1]["orders"]}
+    for order_id in run.orders:
+        assert final[order_id].status in {"filled", "cancelled", "expired"}
     for earlier in run.snapshots:
         for order in earlier["orders"]:
             if order.status != "open":
-                assert final[order.pk].status == order.status  # a terminal state is final
-    filled = {pk for pk, o in final.items() if o.status == "filled"}
-    invoices = list(Invoice.objects.filter(trader=run.trader).values_list("order_id", flat=True))
-    assert sorted(invoices) == sorted(filled)  # one invoice per fill: nothing filled twice, nothing unfilled billed
+                assert final[order.id].status == order.status  # a terminal state is final
+    filled = sorted(order_id for order_id, o in final.items() if o.status == "filled")
+    assert sorted(run.journal.invoices) == filled  # one invoice per fill: nothing filled twice, nothing unfilled billed
+    assert {o.id: o.status for o in run.journal.orders.values()} == {i: o.status for i, o in final.items()}
 
 
 @PROPERTY_SETTINGS
 @given(steps=actions)
-def test_property_43_fills_happen_only_at_allowed_prices(market, make_trader, steps) -> None:
+def test_property_43_fills_happen_only_at_allowed_prices(steps) -> None:
     """Feature: trading-performance-optimization, Property 43: For any interleaving of ticks, orders, cancels and
     matcher crashes, an order fills only at an allowed price: a limit (or triggered stop limit) buy at or below its
     limit and a sell at or above it; a stop market buy at or above its stop and a sell at or below it."""
-    run = drive(make_trader, steps)
+    run = drive(steps)
     for order in run.snapshots[-1]["orders"]:
         if order.status != "filled" or order.type == "market":
             continue
         buy = order.side == "buy"
         if order.type in ("limit", "stop_limit"):
-            assert order.price <= order.limit_price if buy else order.price >= order.limit_price
+            assert order.price_cents <= order.limit_cents if buy else order.price_cents >= order.limit_cents
         if order.type == "stop":
-            assert order.price >= order.stop_price if buy else order.price <= order.stop_price
-        assert order.amount == (order.price * order.quantity).quantize(Decimal("0.01"))
+            assert order.price_cents >= order.stop_cents if buy else order.price_cents <= order.stop_cents
+        assert order.amount_cents == order.price_cents * order.quantity
 
 
 @PROPERTY_SETTINGS
 @given(steps=actions)
-def test_property_44_reserved_plus_available_equals_the_accounts_totals(market, make_trader, steps) -> None:
+def test_property_44_reserved_plus_available_equals_the_accounts_totals(steps) -> None:
     """Feature: trading-performance-optimization, Property 44: For any interleaving of ticks, orders, cancels and
     matcher crashes, after every step the reserved cash equals what the open buy orders hold, reserved shares equal
     what the open sell orders hold, and reserved + available equals the account's cash and shares as moved by fills."""
-    run = drive(make_trader, steps)
+    run = drive(steps)
     for snapshot in run.snapshots:
-        trader, orders, holding = snapshot["trader"], snapshot["orders"], snapshot["holding"]
+        account, orders, journal = snapshot["account"], snapshot["orders"], snapshot["journal"]
         open_orders = [o for o in orders if o.status == "open"]
-        assert trader.reserved_cash == sum((o.reserved_cash for o in open_orders if o.side == "buy"), Decimal(0))
-        reserved_shares = sum(o.quantity for o in open_orders if o.side == "sell")
-        assert (holding.reserved if holding else 0) == reserved_shares
+        assert account.reserved == sum(o.reserved_cents for o in open_orders if o.side == "buy")
+        held = account.positions.get("ACME")
+        assert (held.reserved if held else 0) == sum(o.quantity for o in open_orders if o.side == "sell")
         fills = [o for o in orders if o.status == "filled"]
-        spent = sum((o.amount if o.side == "buy" else -o.amount for o in fills), Decimal(0))
-        assert trader.cash == START_CASH + START_PRICE * START_SHARES - spent
-        shares = sum(o.quantity if o.side == "buy" else -o.quantity for o in fills)
-        assert (holding.quantity if holding else 0) == shares
-    assert run.snapshots[-1]["trader"].reserved_cash == 0
+        assert account.cash == START_CASH - sum(o.amount_cents if o.side == "buy" else -o.amount_cents for o in fills)
+        shares = START_SHARES + sum(o.quantity if o.side == "buy" else -o.quantity for o in fills)
+        assert (held.quantity if held else 0) == shares
+        # what was written is what the engine holds: a restart loads the same account
+        assert journal.accounts[account.id] == (account.cash, account.reserved, account.invoice_sequence)
+        stored = journal.positions.get((account.id, "ACME"))
+        written = (stored.quantity, stored.reserved) if stored else None
+        assert written == ((held.quantity, held.reserved) if held else None)
+    assert run.snapshots[-1]["account"].reserved == 0
 
 
 @PROPERTY_SETTINGS
 @given(steps=actions)
-def test_property_45_buying_power_never_goes_negative(market, make_trader, steps) -> None:
+def test_property_45_buying_power_never_goes_negative(steps) -> None:
     """Feature: trading-performance-optimization, Property 45: For any interleaving of ticks, orders, cancels and
     matcher crashes, buying power (cash - reserved cash) and unreserved shares never go below zero."""
-    run = drive(make_trader, steps)
+    run = drive(steps)
     for snapshot in run.snapshots:
-        trader, holding = snapshot["trader"], snapshot["holding"]
-        assert trader.cash - trader.reserved_cash >= 0
-        assert holding is None or holding.quantity - holding.reserved >= 0
+        account = snapshot["account"]
+        assert account.buying_power >= 0
+        assert all(position.free >= 0 for position in account.positions.values())

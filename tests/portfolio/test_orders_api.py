@@ -8,13 +8,6 @@ from django.test import Client
 from tests.portfolio.test_api import bearer, post_order
 
 
-@pytest.fixture(autouse=True)
-def _no_invoice_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from apps.portfolio import tasks
-
-    monkeypatch.setattr(tasks.generate_invoice, "apply_async", lambda *a, **k: None)
-
-
 def resting_buy(token: str, price: str = "9.50", quantity: int = 10, **extra: object) -> dict:
     body = {"symbol": "ACME", "side": "buy", "quantity": quantity, "type": "limit", "limit_price": price, **extra}
     response = post_order(token, body)

@@ -9,11 +9,6 @@ from apps.portfolio.services import OrderRejected, place_order
 from tests.portfolio.conftest import MONGO_COMMANDS, set_quotes
 
 
-@pytest.fixture
-def _no_invoice_jobs() -> list[tuple]:
-    return []
-
-
 def test_a_buy_moves_cash_into_a_holding_and_records_trade_and_pending_invoice(market, make_trader) -> None:
     trader, _ = make_trader("1000.00")
     result = place_order(trader=trader, symbol="acme", side="buy", quantity=30, client_order_id="a-1")
@@ -89,7 +84,7 @@ def test_portfolio_values_holdings_at_the_latest_price(market, make_trader) -> N
     ],
 )
 def test_each_refusal_has_its_own_code_and_field_and_writes_nothing(
-    market, make_trader, order, code, field, status, _no_invoice_jobs
+    market, make_trader, order, code, field, status
 ) -> None:
     trader, _ = make_trader("1000.00")
     with pytest.raises(OrderRejected) as caught:
@@ -97,17 +92,16 @@ def test_each_refusal_has_its_own_code_and_field_and_writes_nothing(
     assert (caught.value.code, caught.value.field, caught.value.status) == (code, field, status)
     assert Trader.objects.get(pk=trader.pk).cash == Decimal("1000.00")
     assert not Order.objects.exists() and not Invoice.objects.exists() and not Holding.objects.exists()
-    assert _no_invoice_jobs == []
 
 
-def test_a_repeated_client_order_id_returns_the_original_and_changes_nothing(market, make_trader, _no_invoice_jobs):
+def test_a_repeated_client_order_id_returns_the_original_and_changes_nothing(market, make_trader) -> None:
     trader, _ = make_trader("1000.00")
     first = place_order(trader=trader, symbol="ACME", side="buy", quantity=3, client_order_id="same")
     set_quotes({"ACME": "11.00"})
     again = place_order(trader=trader, symbol="ACME", side="buy", quantity=3, client_order_id="same")
     assert (first.created, again.created) == (True, False)
     assert again.order.pk == first.order.pk and again.order.price == Decimal("10.00")
-    assert Order.objects.count() == 1 and len(_no_invoice_jobs) == 1
+    assert Order.objects.count() == 1 and Invoice.objects.count() == 1
     assert Trader.objects.get(pk=trader.pk).cash == Decimal("970.00")
 
 
@@ -120,139 +114,92 @@ def test_a_repeated_client_order_id_with_another_body_is_a_conflict_naming_it(ma
     assert "quantity" in caught.value.message
 
 
-def test_the_invoice_job_is_sent_after_commit_with_the_trade_id(market, make_trader, monkeypatch) -> None:
-    from django.db import connection
-
-    from apps.portfolio import tasks
-
+def test_a_fill_writes_its_pending_invoice_in_the_same_batch_as_the_trade(market, make_trader) -> None:
     trader, _ = make_trader("1000.00")
-    sent: list[tuple[str, bool]] = []
-    monkeypatch.setattr(
-        tasks.generate_invoice,
-        "apply_async",
-        lambda args=(), **_: sent.append((args[0], connection.in_atomic_block_mongo)),
-    )
     result = place_order(trader=trader, symbol="ACME", side="buy", quantity=1)
-    assert sent == [(str(result.order.pk), False)]
+    invoice = Invoice.objects.get(order_id=result.order.pk)
+    assert (invoice.number, invoice.status) == (1, "pending")  # its PDF is rendered on first download
 
 
-def test_the_order_transaction_reads_a_snapshot_and_commits_with_majority(market, make_trader, round_trips) -> None:
+def engine_transactions() -> list[list[dict]]:
+    """The engine's transactions among the counted commands, each as its list of command documents."""
+    by_transaction: dict[tuple, list[dict]] = {}
+    for document in MONGO_COMMANDS.documents:
+        if document.get("txnNumber") is not None:
+            by_transaction.setdefault((str(document.get("lsid")), document["txnNumber"]), []).append(document)
+    return list(by_transaction.values())
+
+
+def test_the_batch_transaction_reads_a_snapshot_and_commits_with_majority(market, make_trader, round_trips) -> None:
     trader, _ = make_trader("1000.00")
-    place_order(trader=trader, symbol="ACME", side="buy", quantity=1)  # the symbol directory is now cached
-    counted = round_trips()
+    place_order(trader=trader, symbol="ACME", side="buy", quantity=1)  # the account is now in the engine's memory
+    round_trips(all_threads=True)
     place_order(trader=trader, symbol="ACME", side="buy", quantity=1)
-    in_transaction = [d for d in MONGO_COMMANDS.documents if d.get("txnNumber") is not None]
-    assert in_transaction[0]["readConcern"] == {"level": "snapshot"}
-    commit = next(d for d in in_transaction if "commitTransaction" in d)
-    assert commit["writeConcern"] == {"w": "majority"}
-    assert {d["txnNumber"] for d in in_transaction} == {commit["txnNumber"]}  # one transaction for every write
-    written = {next(iter(d)) for d in in_transaction} - {"commitTransaction"}
-    assert written >= {"findAndModify", "insert"}
-    # The trader's lock (SET NX), the price (one MGET), after commit the invalidation of the cached
-    # account and order list (one pipelined DEL), the trader's two events (one script call), and the lock's release.
-    assert counted.redis_calls == 5
+    (transaction,) = engine_transactions()
+    assert transaction[0]["readConcern"] == {"level": "snapshot"}
+    assert (
+        next(iter(transaction[0])) == "update" and transaction[0]["update"] == "portfolio_engineshard"
+    )  # the checkpoint
+    commit = transaction[-1]
+    assert "commitTransaction" in commit and commit["writeConcern"] == {"w": "majority"}
 
 
-def test_an_order_costs_five_mongodb_round_trips_all_inside_its_transaction(market, make_trader, round_trips) -> None:
+@pytest.mark.parametrize("side", ["buy", "sell"])
+def test_an_order_costs_one_transaction_of_at_most_six_commands(market, make_trader, round_trips, side) -> None:
+    """Checkpoint, orders, invoices, traders, holdings, commit: nothing else, and nothing outside it."""
     trader, _ = make_trader("1000.00")
-    place_order(trader=trader, symbol="ACME", side="buy", quantity=1)  # the symbol directory is now cached
-    for side in ("buy", "sell"):
-        counted = round_trips()
-        place_order(trader=trader, symbol="ACME", side=side, quantity=1)
-        assert counted.mongo == [
-            "insert",
-            "findAndModify",
-            "update" if side == "buy" else "findAndModify",
-            "insert",
-            "commitTransaction",
-        ]
+    place_order(trader=trader, symbol="ACME", side="buy", quantity=2)
+    counted = round_trips(all_threads=True)
+    place_order(trader=trader, symbol="ACME", side=side, quantity=1)
+    (transaction,) = engine_transactions()
+    assert [next(iter(d)) for d in transaction] == [
+        "update",
+        "insert",
+        "insert",
+        "update",
+        "update",
+        "commitTransaction",
+    ]
+    assert len(counted.mongo) == len(transaction)  # the order's path reads nothing: the account is in memory
 
 
 def transient_conflict() -> OperationFailure:
     return OperationFailure("WriteConflict", code=112, details={"errorLabels": ["TransientTransactionError"]})
 
 
-def test_a_transient_transaction_conflict_is_retried_until_it_commits(market, make_trader, monkeypatch) -> None:
-    from apps.portfolio import services
+def test_a_failed_batch_commit_is_decided_again_and_written_once(market, make_trader, monkeypatch) -> None:
+    """The engine reloads from MongoDB and re-reads the unacknowledged entry: one order, one invoice, cash once."""
+    from apps.portfolio.engine import journal
 
     trader, _ = make_trader("1000.00")
-    real_execute = services._execute
+    real_commit = journal.commit
     failures = iter([transient_conflict(), transient_conflict()])
 
-    def conflicting(ticket: object) -> Order:
-        order = real_execute(ticket)  # the writes happen, then the commit "conflicts": all must roll back
+    def conflicting(effects: object, **kwargs: object) -> None:
         if (error := next(failures, None)) is not None:
             raise error
-        return order
+        real_commit(effects, **kwargs)
 
-    monkeypatch.setattr(services, "_execute", conflicting)
+    monkeypatch.setattr(journal, "commit", conflicting)
     result = place_order(trader=trader, symbol="ACME", side="buy", quantity=2)
-    assert result.created
+    assert result.created and next(failures, None) is None
     assert Order.objects.count() == 1 and Invoice.objects.get().number == 1
     assert Trader.objects.get(pk=trader.pk).cash == Decimal("980.00")
 
 
-def test_conflicts_that_never_clear_end_in_a_503_busy_and_write_nothing(market, make_trader, monkeypatch) -> None:
-    from apps.portfolio import services
+def test_an_engine_that_cannot_commit_answers_503_and_writes_nothing(market, make_trader, monkeypatch) -> None:
+    from django.conf import settings
+
+    from apps.portfolio.engine import journal
 
     trader, _ = make_trader("1000.00")
 
-    def always_conflicting(ticket: object) -> Order:
+    def always_conflicting(effects: object, **kwargs: object) -> None:
         raise transient_conflict()
 
-    monkeypatch.setattr(services, "_execute", always_conflicting)
-    monkeypatch.setattr(services, "TRANSACTION_BUDGET_SECONDS", 0.05)
+    monkeypatch.setattr(journal, "commit", always_conflicting)
+    monkeypatch.setattr(settings, "ENGINE_REPLY_TIMEOUT_SECONDS", 0.5)
     with pytest.raises(OrderRejected) as caught:
         place_order(trader=trader, symbol="ACME", side="buy", quantity=2)
-    assert (caught.value.code, caught.value.status) == ("busy", 503)
-    assert not Order.objects.exists()
-
-
-def test_a_failed_commit_leaves_the_connection_ready_for_the_next_order(market, make_trader, monkeypatch) -> None:
-    from django.db import connection
-    from django_mongodb_backend.base import DatabaseWrapper
-
-    trader, _ = make_trader("1000.00")
-    real_commit = DatabaseWrapper.commit_mongo
-    failures = iter([transient_conflict()])
-
-    def commit_once_failing(self: DatabaseWrapper) -> None:
-        if (error := next(failures, None)) is not None:
-            raise error
-        real_commit(self)
-
-    monkeypatch.setattr(DatabaseWrapper, "commit_mongo", commit_once_failing)
-    assert place_order(trader=trader, symbol="ACME", side="buy", quantity=1).created
-    assert connection.session is None and not connection.in_atomic_block_mongo
-    assert Order.objects.count() == 1 and Trader.objects.get(pk=trader.pk).cash == Decimal("990.00")
-
-
-def test_a_request_deadline_hit_mid_transaction_aborts_it_at_once(market, make_trader, monkeypatch) -> None:
-    """No retry loop past the deadline, and no abandoned transaction keeps the trader's row locked."""
-    import time
-
-    import pymongo
-    from pymongo.errors import ExecutionTimeout
-
-    from apps.portfolio import services
-
-    trader, _ = make_trader("1000.00")
-    real_execute = services._execute
-
-    def slow(ticket: object) -> Order:
-        order = real_execute(ticket)
-        time.sleep(0.3)  # the deadline passes with the writes done and the commit still to come
-        return order
-
-    monkeypatch.setattr(services, "_execute", slow)
-    started = time.monotonic()
-    with pytest.raises(ExecutionTimeout) as caught, pymongo.timeout(0.2):
-        place_order(trader=trader, symbol="ACME", side="buy", quantity=1)
-    assert time.monotonic() - started < 1.0  # a timeout is not retried like a conflict
-    assert caught.value.timeout  # the driver's own deadline error, which the API answers with a 503
-    monkeypatch.setattr(services, "_execute", real_execute)
-    retries: list[int] = []
-    monkeypatch.setattr(services, "_backoff", retries.append)
-    assert place_order(trader=trader, symbol="ACME", side="buy", quantity=1).created
-    assert retries == []  # no conflict with a leftover transaction
-    assert Order.objects.count() == 1 and Trader.objects.get(pk=trader.pk).cash == Decimal("990.00")
+    assert (caught.value.code, caught.value.status) == ("engine_unavailable", 503)
+    assert not Order.objects.exists() and Trader.objects.get(pk=trader.pk).cash == Decimal("1000.00")

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 import weakref
@@ -132,25 +133,92 @@ async def submit(command_for: Any, *, account_id: Any, user_id: Any) -> dict[str
 # --- blocking: admin, commands, tests --------------------------------------------------------------------
 
 
+class SyncReplyListener:
+    """One per process for synchronous callers: a thread on one subscription of its own (a connection outside
+    the shared pool), handing each answer to the caller waiting for its request id. A pub/sub connection per
+    call held a pooled connection for the whole wait: 20 concurrent callers (admin, commands, test threads)
+    emptied the pool, and the engine sharing it (in tests) could no longer read its stream."""
+
+    def __init__(self) -> None:
+        self.channel = _reply_channel("sync")
+        self.ready = threading.Event()
+        self._lock = threading.Lock()
+        self._waiting: dict[str, tuple[threading.Event, list[dict[str, Any]]]] = {}
+        self._thread = threading.Thread(target=self._run, name="engine-replies", daemon=True)
+        self._thread.start()
+
+    def expect(self, request_id: str) -> tuple[threading.Event, list[dict[str, Any]]]:
+        slot: tuple[threading.Event, list[dict[str, Any]]] = (threading.Event(), [])
+        with self._lock:
+            self._waiting[request_id] = slot
+        return slot
+
+    def forget(self, request_id: str) -> None:
+        with self._lock:
+            self._waiting.pop(request_id, None)
+
+    def _run(self) -> None:
+        import redis
+
+        failures = 0
+        while True:
+            try:
+                client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2.0, health_check_interval=30)
+                pubsub = client.pubsub()
+                pubsub.subscribe(self.channel)
+                pubsub.get_message(timeout=2.0)  # the subscription's confirmation
+                self.ready.set()
+                failures = 0
+                while True:
+                    message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    answer = json.loads(message["data"])
+                    with self._lock:
+                        slot = self._waiting.pop(str(answer.get("r")), None)
+                    if slot is not None:
+                        slot[1].append(answer)
+                        slot[0].set()
+            except REDIS_ERRORS as error:
+                self.ready.clear()
+                logger.warning("engine replies (sync): %s; resubscribing", error)
+                time.sleep(min(2.0, 0.05 * 2**failures))
+                failures += 1
+
+
+_sync_listeners: dict[int, SyncReplyListener] = {}
+_sync_lock = threading.Lock()
+
+
+def _sync_listener() -> SyncReplyListener:
+    pid = os.getpid()  # a forked child subscribes again
+    with _sync_lock:
+        listener = _sync_listeners.get(pid)
+        if listener is None:
+            listener = _sync_listeners[pid] = SyncReplyListener()
+    if not listener.ready.wait(timeout=2.0):
+        raise EngineUnavailable("the engine's answers cannot be received (Redis)")
+    return listener
+
+
 def submit_blocking(command_for: Any, *, account_id: Any, user_id: Any, timeout: float | None = None) -> dict[str, Any]:
-    """The same as `submit`, for synchronous callers: a one-off subscription, XADD, wait for the answer."""
-    client = redis_client()
-    channel = _reply_channel("sync")
-    command: Place | Cancel | Adjust = command_for(caller_for(account_id=account_id, user_id=user_id, reply_to=channel))
+    """The same as `submit`, for synchronous callers: XADD, then wait for the answer on the process' listener."""
+    listener = _sync_listener()
+    command: Place | Cancel | Adjust = command_for(
+        caller_for(account_id=account_id, user_id=user_id, reply_to=listener.channel)
+    )
     deadline = time.monotonic() + (settings.ENGINE_REPLY_TIMEOUT_SECONDS if timeout is None else timeout)
-    pubsub = client.pubsub()
+    request_id = command.caller.request_id
+    arrived, answers = listener.expect(request_id)
     try:
-        pubsub.subscribe(channel)
-        pubsub.get_message(timeout=2.0)  # the subscription's confirmation: from here on, answers reach us
-        client.xadd(order_stream.stream_key(order_stream.shard_of(account_id)), order_stream.encode(as_fields(command)))  # type: ignore[arg-type]
-        while (left := deadline - time.monotonic()) > 0:
-            message = pubsub.get_message(timeout=left)
-            if message is not None and message.get("type") == "message":
-                answer: dict[str, Any] = json.loads(message["data"])
-                if answer.get("r") == command.caller.request_id:
-                    return answer
+        redis_client().xadd(
+            order_stream.stream_key(order_stream.shard_of(account_id)),
+            order_stream.encode(as_fields(command)),  # type: ignore[arg-type]
+        )
+        if arrived.wait(timeout=max(0.0, deadline - time.monotonic())):
+            return answers[0]
     except REDIS_ERRORS as error:
         raise EngineUnavailable(f"the order stream is unreachable ({error})") from None
     finally:
-        pubsub.close()
+        listener.forget(request_id)
     raise EngineUnavailable("the order engine did not answer in time")
