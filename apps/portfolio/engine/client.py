@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 import weakref
@@ -132,8 +133,28 @@ async def submit(command_for: Any, *, account_id: Any, user_id: Any) -> dict[str
 # --- blocking: admin, commands, tests --------------------------------------------------------------------
 
 
+_blocking_callers: threading.BoundedSemaphore | None = None
+_blocking_callers_made = threading.Lock()
+
+
+def _blocking_slots() -> threading.BoundedSemaphore:
+    """Each blocking caller holds a pool connection for its subscription and needs a second one for the XADD:
+    at most half the pool's connections may be subscriptions, or many threads at once would hold every
+    connection subscribed and none could send its command (each would time out)."""
+    global _blocking_callers
+    with _blocking_callers_made:
+        if _blocking_callers is None:
+            _blocking_callers = threading.BoundedSemaphore(max(1, settings.REDIS_POOL_MAX // 2))
+        return _blocking_callers
+
+
 def submit_blocking(command_for: Any, *, account_id: Any, user_id: Any, timeout: float | None = None) -> dict[str, Any]:
     """The same as `submit`, for synchronous callers: a one-off subscription, XADD, wait for the answer."""
+    with _blocking_slots():
+        return _submit_blocking(command_for, account_id=account_id, user_id=user_id, timeout=timeout)
+
+
+def _submit_blocking(command_for: Any, *, account_id: Any, user_id: Any, timeout: float | None) -> dict[str, Any]:
     client = redis_client()
     channel = _reply_channel("sync")
     command: Place | Cancel | Adjust = command_for(caller_for(account_id=account_id, user_id=user_id, reply_to=channel))
