@@ -151,7 +151,7 @@ def test_a_refresh_reads_only_orders_after_the_watermark(listed: None) -> None:
 
 @pytest.mark.django_db
 def test_a_resting_order_is_counted_when_it_fills_not_when_it_was_placed(
-    listed: None, monkeypatch: pytest.MonkeyPatch
+    listed: None, order_engine: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The watermark passes the order's id while it rests; its fill, later (a fake clock for the ids made
     from then on), is counted by the next refresh."""
@@ -164,8 +164,8 @@ def test_a_resting_order_is_counted_when_it_fills_not_when_it_was_placed(
     from apps.market.quotes import stage_quotes
     from apps.market.ticks import Tick
     from apps.portfolio.models import Order as OrderModel
-    from apps.portfolio.orders import order_fill
     from apps.portfolio.services import OrderTerms, place_order
+    from tests.wait import wait_until
 
     pipe = redis().pipeline()
     stage_quotes(pipe, [Tick("ACME", 10.0, 10.0, 1, 1_000)])
@@ -177,7 +177,10 @@ def test_a_resting_order_is_counted_when_it_fills_not_when_it_was_placed(
     analytics_refresh(now=later)  # the watermark passes the resting order's id
     assert AnalyticsState.objects.get().total_trades == 0
     monkeypatch.setattr(bson.objectid, "time", SimpleNamespace(time=lambda: time.time() + 600))  # it fills later
-    assert order_fill(OrderModel.objects.get(pk=resting.pk), tick_price=Decimal("8.50"))
+    pipe = redis().pipeline()
+    stage_quotes(pipe, [Tick("ACME", 8.5, 10.0, 1, 2_000)])  # the engine's tick: the order fills
+    pipe.execute()
+    wait_until(lambda: OrderModel.objects.get(pk=resting.pk).status == "filled", what="the resting order's fill")
     analytics_refresh(now=timezone.now() + timedelta(seconds=600 + SETTLE_SECONDS + 1))
     state = AnalyticsState.objects.get()
     assert (state.total_trades, state.total_volume) == (1, 4)

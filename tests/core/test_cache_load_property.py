@@ -69,7 +69,7 @@ def stage_prices(tickers: list[str]) -> None:
 
 
 @pytest.fixture
-def market(db: None) -> tuple[list[User], list[str]]:
+def market(db: None, order_engine: object) -> tuple[list[User], list[str]]:
     list(symbols_seed(count=60))
     tickers = sorted(Symbol.objects.values_list("ticker", flat=True))
     stage_prices(tickers)

@@ -1,5 +1,5 @@
-"""Jobs: retries back off exponentially with jitter, failures land in dead letters (exactly-once delivery of the
-production jobs: tests/portfolio/test_invoice_outbox.py)."""
+"""Jobs: retries back off exponentially with jitter, failures land in dead letters (exactly once for orders and
+invoices, which are no jobs any more: tests/portfolio/test_properties.py and test_invoices.py, Property 35)."""
 
 from __future__ import annotations
 

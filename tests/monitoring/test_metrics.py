@@ -218,7 +218,7 @@ def test_every_procfile_process_has_a_role_so_it_samples_memory_and_sheds_under_
         "beat": "beat",
         "market": "market",
         "persister": "persister",
-        "matcher": "matcher",
+        "engine": "engine",
     }
 
 

@@ -1,53 +1,121 @@
-"""Invoices: rendered in the background, once; signed; verifiable by anyone; dead-lettered when failing."""
+"""Invoices: written pending with their code by the engine's batch, rendered on first download and stored
+once (Property 35), verifiable by anyone."""
 
-import os
-import signal
-import time
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
+from django.db import connections
 from django.test import Client
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from apps.core.models import DeadLetter
+from apps.portfolio import services
 from apps.portfolio.models import Invoice, Order
-from apps.portfolio.services import place_order
-from apps.portfolio.tasks import generate_invoice
+from apps.portfolio.services import invoice_pdf, place_order
+from tests.mongo_commands import MONGO_UPDATES, Update
 
 
 @pytest.fixture
-def quiet_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(generate_invoice, "apply_async", lambda *a, **k: None)
-
-
-@pytest.fixture
-def trade(market, make_trader, quiet_broker) -> Order:
+def trade(market, make_trader) -> Order:
     trader, _ = make_trader("1000.00", name="ivy")
     return place_order(trader=trader, symbol="BOLT", side="buy", quantity=3).order
 
 
-def test_the_job_renders_a_pdf_with_the_trade_and_its_verification_link(trade) -> None:
-    assert generate_invoice.run(str(trade.pk)) == "ready"
+def download(order: Order, token: str) -> Any:
+    return Client(HTTP_AUTHORIZATION=f"Bearer {token}").get(f"/api/v1/trades/{order.pk}/invoice")
+
+
+def test_a_fill_writes_its_invoice_pending_with_its_code_and_no_pdf(trade) -> None:
     invoice = Invoice.objects.get(order=trade)
+    assert (invoice.status, invoice.number, invoice.pdf, invoice.ready_at) == ("pending", 1, None, None)
+    assert invoice.verification_code
+
+
+def test_the_first_download_renders_the_pdf_with_its_verification_link_and_stores_it(market, make_trader) -> None:
+    trader, token = make_trader("1000.00")
+    order = place_order(trader=trader, symbol="BOLT", side="buy", quantity=3).order
+    response = download(order, token)
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"] == 'attachment; filename="confirmation-1.pdf"'
+    invoice = Invoice.objects.get(order=order)
     assert invoice.status == "ready" and invoice.ready_at is not None
-    pdf = bytes(invoice.pdf)
-    assert pdf.startswith(b"%PDF")
-    assert f"/verify/{invoice.verification_code}".encode() in pdf  # the link annotation
+    assert bytes(invoice.pdf) == response.content and response.content.startswith(b"%PDF")
+    assert f"/verify/{invoice.verification_code}".encode() in response.content  # the link annotation
 
 
-def test_a_redelivered_job_leaves_one_unchanged_invoice(trade) -> None:
-    generate_invoice.run(str(trade.pk))
-    first = Invoice.objects.get(order=trade)
-    assert generate_invoice.run(str(trade.pk)) == "ready"
-    again = Invoice.objects.get(order=trade)
-    assert Invoice.objects.filter(order=trade).count() == 1
-    assert (again.ready_at, bytes(again.pdf)) == (first.ready_at, bytes(first.pdf))
+def test_a_later_download_serves_the_stored_pdf_without_rendering_it_again(market, make_trader, monkeypatch) -> None:
+    trader, token = make_trader("1000.00")
+    order = place_order(trader=trader, symbol="ACME", side="buy", quantity=1).order
+    first = download(order, token).content
+    monkeypatch.setattr(services, "render_invoice_pdf", lambda invoice: pytest.fail("rendered twice"))
+    assert download(order, token).content == first
 
 
-def test_a_job_for_an_unknown_trade_does_nothing(db: None) -> None:
-    assert generate_invoice.run("0" * 24) == "unknown"
-    assert generate_invoice.run("not-an-id") == "unknown"
+def test_another_traders_invoice_and_an_unknown_trade_are_not_found(trade, make_trader) -> None:
+    _, token = make_trader("1000.00")
+    assert download(trade, token).status_code == 404
+    assert Client(HTTP_AUTHORIZATION=f"Bearer {token}").get("/api/v1/trades/not-an-id/invoice").status_code == 404
 
 
-def test_invoices_are_numbered_per_trader_from_one(market, make_trader, quiet_broker) -> None:
+@pytest.fixture
+def workers() -> Iterator[ThreadPoolExecutor]:
+    """Threads kept for all the examples of a test (each keeps its database connection: opening one is slow)."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        yield pool
+        for done in [pool.submit(connections.close_all) for _ in range(8)]:
+            done.result()
+
+
+def pdf_writes(updates: list[Update], order: Order) -> int:
+    """Updates that changed `order`'s invoice document and stored a PDF in it (the server's own count)."""
+    return sum(
+        update.modified
+        for update in updates
+        if update.collection == Invoice._meta.db_table
+        for statement in update.statements
+        if statement["q"].get("order_id") == order.pk and "pdf" in statement["u"].get("$set", {})
+    )
+
+
+@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(downloads=st.integers(1, 8))
+def test_any_number_of_concurrent_first_downloads_store_one_pdf_and_all_serve_it(
+    trade, workers, monkeypatch, downloads
+) -> None:
+    """Feature: trading-performance-optimization, Property 35: For any critical background job, the system should
+    ensure it is processed exactly once
+
+    The invoice's one job is its PDF: `downloads` first downloads at once, every one of them rendering (each
+    render is held until all have started, and each draws a PDF of its own). MongoDB's own modified count
+    shows one PDF stored; every download answers that stored PDF; the invoice keeps its number and code."""
+    Invoice.objects.filter(order=trade).update(status="pending", pdf=None, ready_at=None)
+    before = Invoice.objects.get(order=trade)
+    rendering = threading.Barrier(downloads)
+    renders: list[int] = []
+    lock = threading.Lock()
+
+    def render(invoice: Invoice) -> bytes:
+        rendering.wait(timeout=10)  # no download stores before every one of them has rendered
+        with lock:
+            renders.append(1)
+            return b"%%PDF-1.4 invoice %d, render %d" % (invoice.number, len(renders))
+
+    monkeypatch.setattr(services, "render_invoice_pdf", render)
+    invoice = Invoice.objects.get(order=trade)
+    with MONGO_UPDATES.recording() as updates:
+        served = [done.result(timeout=30) for done in [workers.submit(invoice_pdf, invoice) for _ in range(downloads)]]
+    after = Invoice.objects.get(order=trade)
+    assert len(renders) == downloads
+    assert pdf_writes(updates, trade) == 1
+    assert after.status == "ready" and set(served) == {bytes(after.pdf)}
+    assert (after.number, after.verification_code) == (before.number, before.verification_code)
+
+
+def test_invoices_are_numbered_per_trader_from_one(market, make_trader) -> None:
     one, _ = make_trader()
     two, _ = make_trader()
     for trader in (one, two, one):
@@ -94,60 +162,6 @@ def test_verification_is_public_and_needs_no_login(trade) -> None:
     assert Client().get(f"/api/v1/invoices/verify/{code}").status_code == 200
 
 
-def test_a_job_that_keeps_failing_retries_then_lands_in_the_dead_letter_store(trade, monkeypatch) -> None:
-    from apps.portfolio import tasks
-
-    attempts: list[int] = []
-
-    def broken(invoice: Invoice) -> bytes:
-        attempts.append(1)
-        raise OSError("disk full")
-
-    monkeypatch.setattr(tasks, "render_invoice_pdf", broken)
-    result = generate_invoice.apply(args=[str(trade.pk)])  # eager: retries run at once, without the backoff waits
-    assert result.failed()
-    assert len(attempts) == generate_invoice.max_retries + 1
-    letter = DeadLetter.objects.get(task_name="apps.portfolio.tasks.generate_invoice")
-    assert letter.args == [str(trade.pk)] and "disk full" in letter.error
-    assert Invoice.objects.get(order=trade).status == "failed"
-
-
-def test_a_replayed_dead_letter_still_produces_the_invoice(trade, monkeypatch) -> None:
-    from apps.core.jobs import dead_letters_replay
-    from apps.portfolio import tasks
-
-    real = tasks.render_invoice_pdf
-    monkeypatch.setattr(tasks, "render_invoice_pdf", lambda invoice: (_ for _ in ()).throw(OSError("disk full")))
-    generate_invoice.apply(args=[str(trade.pk)])
-    assert Invoice.objects.get(order=trade).status == "failed"
-    monkeypatch.setattr(tasks, "render_invoice_pdf", real)
-    monkeypatch.setattr(generate_invoice, "apply_async", lambda args=(), kwargs=None, **_: generate_invoice.apply(args))
-    assert dead_letters_replay(DeadLetter.objects.all()) == 1
-    assert Invoice.objects.get(order=trade).status == "ready"
-
-
-@pytest.mark.slow
-def test_with_a_real_worker_the_order_returns_first_and_the_invoice_becomes_ready(
-    market, make_trader, celery_worker_process
-) -> None:
-    _, token = make_trader("1000.00")
-    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
-    os.kill(celery_worker_process.pid, signal.SIGSTOP)  # the worker cannot start the job until we say so
-    try:
-        created = client.post(
-            "/api/v1/orders", {"symbol": "ACME", "side": "buy", "quantity": 2}, content_type="application/json"
-        )
-        assert created.status_code == 201  # the order answered with its job still waiting
-        invoice_url = created.json()["invoice_url"]
-        assert client.get(invoice_url).status_code == 202
-    finally:
-        os.kill(celery_worker_process.pid, signal.SIGCONT)
-    deadline = time.monotonic() + 30
-    while (response := client.get(invoice_url)).status_code == 202 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert response.status_code == 200 and response.content.startswith(b"%PDF")
-
-
 # --- key rotation ----------------------------------------------------------------------------------------
 OLD_SECRET = "the-secret-before-rotation-" + "o" * 30
 NEW_SECRET = "the-secret-after-rotation-" + "n" * 30
@@ -170,7 +184,7 @@ def legacy_code(secret: str, order: Order, number: int) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def test_codes_keep_verifying_after_the_secret_key_is_rotated(market, make_trader, quiet_broker, settings) -> None:
+def test_codes_keep_verifying_after_the_secret_key_is_rotated(market, make_trader, settings) -> None:
     trader, _ = make_trader("1000.00")
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = OLD_SECRET, []
     before = place_order(trader=trader, symbol="ACME", side="buy", quantity=1).order

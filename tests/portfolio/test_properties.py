@@ -1,30 +1,39 @@
-"""Hypothesis properties of trading: batching (2), non-blocking jobs (10, 27), rate limits (12),
-exactly-once orders (35) and data integrity (38). Database properties run on the real embedded
-MongoDB (deadline=None); each example uses a fresh trader so examples never see each other."""
+"""Hypothesis properties of trading: batching (2), non-blocking invoices (10), rate limits (12), exactly-once
+orders (35) and data integrity (38). Database properties run on the real embedded MongoDB (deadline=None)
+and place orders through the real order engine (apps/portfolio/engine/); each example uses a fresh trader
+so examples never see each other."""
 
 from __future__ import annotations
 
+import json
 import math
-import os
-import signal
-import time
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import time_machine
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pymongo.errors import OperationFailure
 
+from apps.core import order_stream
 from apps.core.ratelimit import ApiRateLimitMiddleware
 from apps.core.redis import redis_client
-from apps.portfolio.invoices import invoice_code
+from apps.portfolio import services
+from apps.portfolio.engine import journal, runner
+from apps.portfolio.engine.client import caller_for
+from apps.portfolio.engine.commands import Place, as_fields
+from apps.portfolio.engine.rules import AVERAGE_COST_STEP
 from apps.portfolio.models import Holding, Invoice, Order, Trader
 from apps.portfolio.selectors import portfolio_values
-from apps.portfolio.services import AVERAGE_COST_STEP, CENT, OrderRejected, place_order
+from apps.portfolio.services import CENT, OrderRejected, invoice_pdf, place_order, trader_create
 from tests.portfolio.conftest import MONGO_COMMANDS, list_symbols, set_quotes
 
 DB_SETTINGS = settings(
@@ -38,22 +47,6 @@ prices = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("999.99"), pla
 def listed_pool(db: None) -> list[str]:
     list_symbols(*POOL)
     return POOL
-
-
-@pytest.fixture
-def sent_jobs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
-    """Invoice jobs sent: (order id, whether a transaction was still open when it was sent)."""
-    from django.db import connection
-
-    from apps.portfolio import tasks
-
-    sent: list[tuple[str, bool]] = []
-    monkeypatch.setattr(
-        tasks.generate_invoice,
-        "apply_async",
-        lambda args=(), **_: sent.append((args[0], connection.in_atomic_block_mongo)),
-    )
-    return sent
 
 
 @DB_SETTINGS
@@ -96,10 +89,9 @@ order_requests = st.lists(
 
 @DB_SETTINGS
 @given(requests=order_requests)
-def test_property_35_each_client_order_id_executes_exactly_once(market, make_trader, sent_jobs, requests) -> None:
+def test_property_35_each_client_order_id_executes_exactly_once(market, make_trader, requests) -> None:
     """Feature: trading-performance-optimization, Property 35: For any critical background job, the system should
     ensure it is processed exactly once."""
-    sent_jobs.clear()
     trader, _ = make_trader("100000.00")
     first: dict[str, tuple[str, int, Any]] = {}
     for client_order_id, symbol, quantity in requests:
@@ -118,9 +110,31 @@ def test_property_35_each_client_order_id_executes_exactly_once(market, make_tra
             assert result.created
             first[client_order_id] = (symbol, quantity, result.order.pk)
     assert Order.objects.filter(trader=trader).count() == len(first)
-    assert sorted(job for job, _ in sent_jobs) == sorted(str(pk) for _, _, pk in first.values())
+    assert sorted(Invoice.objects.filter(trader=trader).values_list("order_id", flat=True)) == sorted(
+        pk for _, _, pk in first.values()
+    )
     spent = sum(Decimal("10.00" if s == "ACME" else "25.50") * q for s, q, _ in first.values())
     assert Trader.objects.get(pk=trader.pk).cash == Decimal("100000.00") - spent
+
+
+class CommitFailed(OperationFailure):
+    """The batch's transaction fails half-way (after the trade and its invoice are written, before the account)."""
+
+
+@pytest.fixture
+def failing_commits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """`left` next commits of the engine fail half-way through their transaction (MongoDB aborts it)."""
+    failures = {"left": 0}
+    write_batch = journal._write_batch
+
+    def write_then_fail(effects: Any, session: Any) -> None:
+        write_batch(effects, session)
+        if failures["left"] > 0 and effects.new_orders:
+            failures["left"] -= 1
+            raise CommitFailed("injected failure after the batch's writes")
+
+    monkeypatch.setattr(journal, "_write_batch", write_then_fail)
+    return failures
 
 
 operations = st.lists(
@@ -129,7 +143,7 @@ operations = st.lists(
         st.sampled_from(["ACME", "BOLT"]),
         st.integers(1, 60),
         prices,
-        st.booleans(),  # the transaction fails half-way (after the trade is written)
+        st.booleans(),  # the engine's commit fails half-way (after the trade is written) and is done again
     ),
     min_size=1,
     max_size=8,
@@ -139,22 +153,14 @@ operations = st.lists(
 @DB_SETTINGS
 @given(cash=st.decimals(min_value=0, max_value=5000, places=2), ops=operations)
 def test_property_38_cash_holdings_trades_and_invoices_always_agree(
-    market, make_trader, sent_jobs, monkeypatch, cash, ops
+    market, make_trader, failing_commits, cash, ops
 ) -> None:
     """Feature: trading-performance-optimization, Property 38: For any performance optimization implementation, data
-    accuracy should be maintained."""
-    from apps.portfolio import execution
+    accuracy should be maintained.
 
-    sent_jobs.clear()
+    Each order goes through the real engine; a commit that fails half-way leaves nothing of its batch (one
+    transaction), and the engine, reloading from MongoDB, decides the order again: it executes once."""
     trader, _ = make_trader(cash)
-    crash = {"now": False}
-
-    def invoice_code_or_crash(**kwargs: Any) -> str:
-        if crash["now"]:
-            raise RuntimeError("injected failure after the trade insert")
-        return invoice_code(**kwargs)
-
-    monkeypatch.setattr(execution, "invoice_code", invoice_code_or_crash)
     expected_cash = cash
     held: dict[str, tuple[int, Decimal]] = {}
     filled = 0
@@ -162,17 +168,14 @@ def test_property_38_cash_holdings_trades_and_invoices_always_agree(
         set_quotes({symbol: price})
         amount = (price * quantity).quantize(CENT)
         owned, average = held.get(symbol, (0, Decimal(0)))
-        crash["now"] = fails
+        failing_commits["left"] = 1 if fails else 0
         try:
             place_order(trader=trader, symbol=symbol, side=side, quantity=quantity)
-        except RuntimeError:
-            assert fails  # nothing of it may remain: checked below against the unchanged model
         except OrderRejected as rejection:
             expected = "insufficient_cash" if side == "buy" else "insufficient_holding"
             assert rejection.code == expected
             assert (amount > expected_cash) if side == "buy" else (quantity > owned)
         else:
-            assert not fails
             filled += 1
             if side == "buy":
                 expected_cash -= amount
@@ -188,34 +191,56 @@ def test_property_38_cash_holdings_trades_and_invoices_always_agree(
         assert Order.objects.filter(trader=trader).count() == filled
         numbers = sorted(Invoice.objects.filter(trader=trader).values_list("number", flat=True))
         assert numbers == list(range(1, filled + 1))
-        assert len(sent_jobs) == filled
 
 
 @DB_SETTINGS
 @given(orders=st.lists(st.tuples(st.sampled_from(["ACME", "BOLT", "NOPE", "HALT"]), st.integers(0, 200)), max_size=6))
-def test_property_10_orders_never_wait_for_their_invoice(market, make_trader, sent_jobs, monkeypatch, orders) -> None:
+def test_property_10_orders_never_wait_for_their_invoice(market, make_trader, monkeypatch, orders) -> None:
     """Feature: trading-performance-optimization, Property 10: For any invoice generation request, trade operations
-    should continue without blocking."""
-    from apps.portfolio import invoices, tasks
+    should continue without blocking.
 
-    sent_jobs.clear()
+    Placing orders renders no PDF (the engine writes each invoice pending with its code); and while a first
+    download's render is held, the trader's orders are all decided and answered."""
+    from apps.portfolio import invoices
 
-    def never_in_the_request(*args: object, **kwargs: object) -> bytes:
-        raise AssertionError("the PDF was rendered inside the order request")
-
-    monkeypatch.setattr(invoices, "render_invoice_pdf", never_in_the_request)
-    monkeypatch.setattr(tasks, "render_invoice_pdf", never_in_the_request)
     trader, _ = make_trader("1000.00")
-    placed: list[str] = []
-    for symbol, quantity in orders:
+    held_trade = place_order(trader=trader, symbol="ACME", side="buy", quantity=1).order
+    rendering, release = threading.Event(), threading.Event()
+
+    def held_render(invoice: Invoice) -> bytes:
+        rendering.set()
+        release.wait(timeout=30)
+        return b"%PDF-1.4 held"
+
+    def never_for_an_order(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("a PDF was rendered for an order")
+
+    monkeypatch.setattr(services, "render_invoice_pdf", held_render)
+    monkeypatch.setattr(invoices, "render_invoice_pdf", never_for_an_order)
+
+    def download() -> bytes:
         try:
-            result = place_order(trader=trader, symbol=symbol, side="buy", quantity=quantity)
-        except OrderRejected:
-            continue
-        placed.append(str(result.order.pk))
-        assert Invoice.objects.get(order=result.order).status == Invoice.Status.PENDING  # answered before the PDF
-    assert [job for job, _ in sent_jobs] == placed  # one job per trade, none for refusals
-    assert not any(in_transaction for _, in_transaction in sent_jobs)  # sent after commit, never before
+            return invoice_pdf(Invoice.objects.get(order=held_trade))
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        downloading = pool.submit(download)
+        try:
+            assert rendering.wait(timeout=10)
+            monkeypatch.setattr(services, "render_invoice_pdf", never_for_an_order)
+            for symbol, quantity in orders:
+                try:
+                    result = place_order(trader=trader, symbol=symbol, side="buy", quantity=quantity)
+                except OrderRejected:
+                    continue
+                invoice = Invoice.objects.get(order=result.order)
+                assert (invoice.status, invoice.pdf) == (Invoice.Status.PENDING, None)  # answered without a PDF
+                assert invoice.verification_code
+            assert not downloading.done()  # every order above was answered while the render was held
+        finally:
+            release.set()
+        assert downloading.result(timeout=10) == b"%PDF-1.4 held"
 
 
 def _ok(request: HttpRequest) -> HttpResponse:
@@ -277,36 +302,125 @@ class _Anonymous:
     pk = None
 
 
-def _wait_until_ready(order_ids: list[object], timeout: float = 60.0) -> dict[object, str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        statuses = dict(Invoice.objects.filter(order_id__in=order_ids).values_list("order_id", "status"))
-        if all(status == Invoice.Status.READY for status in statuses.values()) or time.monotonic() > deadline:
-            return statuses
-        time.sleep(0.02)  # polling the database for the worker's result, not standing in for it
+# --- Property 35 on the engine: a crash between commit and acknowledgement ------------------------------
+
+
+class EngineKilled(BaseException):
+    """The engine's process dies here: nothing after this point of the batch runs."""
+
+
+@pytest.fixture
+def crashing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Crash points armed for the next batches, in order: `before_commit` (nothing written) or `after_commit`
+    (the batch committed; its answers and acknowledgement never sent)."""
+    armed: list[str] = []
+    commit = journal.commit
+
+    def commit_or_crash(*args: Any, **kwargs: Any) -> None:
+        if armed and armed[0] == "before_commit":
+            raise EngineKilled(armed.pop(0))
+        commit(*args, **kwargs)
+        if armed and armed[0] == "after_commit":
+            raise EngineKilled(armed.pop(0))
+
+    monkeypatch.setattr(journal, "commit", commit_or_crash)
+    return armed
+
+
+def drain(engine: runner.Engine) -> None:
+    while engine.step(block_ms=1):
+        pass
+
+
+def expected_answers(requests: list[tuple[str, int]], cash: int, *, committed_before_answering: bool) -> list[Any]:
+    """What one uncrashed engine answers each buy of ACME (10.00): (status, code or filled quantity)."""
+    first: dict[str, int] = {}
+    answers: list[Any] = []
+    for client_order_id, quantity in requests:
+        if client_order_id in first:
+            same = first[client_order_id] == quantity
+            answers.append((200, quantity) if same else (409, "client_order_id_conflict"))
+        elif quantity * 1000 > cash:
+            # refused, nothing written; re-read after a commit its first answer may be lost: "check, retry"
+            answers.append((503, "engine_restarted") if committed_before_answering else (409, "insufficient_cash"))
+        else:
+            first[client_order_id] = quantity
+            cash -= quantity * 1000
+            answers.append((201, quantity))
+    return answers
+
+
+engine_requests = st.lists(
+    st.tuples(st.sampled_from(["id-a", "id-b", "id-c", "id-d"]), st.integers(1, 4)), min_size=1, max_size=6
+)
 
 
 @DB_SETTINGS
-@given(batches=st.lists(st.tuples(st.integers(1, 2), st.booleans()), min_size=1, max_size=2))
-def test_property_27_invoice_jobs_run_beside_trading_without_blocking_it(
-    market, make_trader, celery_worker_process, batches
-):
-    """Feature: trading-performance-optimization, Property 27: For any background task, the job queue should process it
-    without blocking other operations — with a real Celery worker that is running, or frozen (SIGSTOP) while orders
-    arrive, every order is executed at once with its invoice pending, and the worker renders every invoice once it
-    runs again."""
-    trader, _ = make_trader("100000.00")
-    placed = []
-    for size, worker_frozen in batches:
-        if worker_frozen:
-            os.kill(celery_worker_process.pid, signal.SIGSTOP)
+@given(
+    requests=engine_requests,
+    killed=st.tuples(st.integers(0, 2), st.booleans()),
+)
+def test_property_35_a_command_re_read_after_a_crash_is_applied_once(market, crashing, requests, killed) -> None:
+    """Feature: trading-performance-optimization, Property 35: For any critical background job, the system should
+    ensure it is processed exactly once
+
+    Buys of one trader with 50.00 (some repeating a client_order_id with the same or other terms, some
+    unaffordable) reach the real engine (apps/portfolio/engine/runner.Engine) in one batch; the engine is
+    killed before its commit or between commit and acknowledgement, once or several times, and each time a
+    fresh engine on the same shard re-reads the unacknowledged entries. Every caller gets one answer, the
+    one an uncrashed engine gives (a refusal re-read after its batch committed says "check, then retry"),
+    and orders, invoices and cash are those of one run: nothing is applied twice.
+
+    (Kills before the commit come first: once the batch committed, its re-reading commits nothing more.)"""
+    crashes = ["before_commit"] * killed[0] + (["after_commit"] if killed[1] else [])
+    trader, _ = trader_create(username=f"p35-{uuid.uuid4().hex[:12]}", cash=Decimal("50.00"))
+    shard = order_stream.shard_of(trader.pk)
+    client = redis_client()
+    engine = runner.Engine(shard, client=client, window_ms=0)
+    engine.start()
+    drain(engine)  # the market's ticks
+    crashing[:] = []
+    replies = client.pubsub()
+    channel = f"p35-replies-{uuid.uuid4().hex}"
+    replies.subscribe(channel)
+    assert replies.get_message(timeout=5)  # subscribed: every answer from here on reaches us
+    sent = []
+    for client_order_id, quantity in requests:
+        caller = caller_for(account_id=trader.pk, user_id=trader.user_id, reply_to=channel)
+        command = Place(caller=caller, client_order_id=client_order_id, symbol="ACME", side="buy", quantity=quantity)
+        client.xadd(order_stream.stream_key(shard), order_stream.encode(as_fields(command)))
+        sent.append(caller.request_id)
+    crashing.extend(crashes)
+    restarts = 0
+    while True:
         try:
-            for _ in range(size):
-                result = place_order(trader=trader, symbol="ACME", side="buy", quantity=1)
-                placed.append(result.order.pk)
-                if worker_frozen:  # answered while no job can possibly run
-                    assert Invoice.objects.get(order_id=result.order.pk).status == Invoice.Status.PENDING
-        finally:
-            if worker_frozen:
-                os.kill(celery_worker_process.pid, signal.SIGCONT)
-    assert _wait_until_ready(placed) == dict.fromkeys(placed, Invoice.Status.READY)
+            drain(engine)
+            break
+        except EngineKilled:
+            restarts += 1
+            engine = runner.Engine(shard, client=client, window_ms=0)  # the restarted process, same consumer
+            engine.start()
+    assert restarts == len(crashes) and crashing == []
+    answers: dict[str, list[dict[str, Any]]] = {}
+    while (message := replies.get_message(timeout=0.5)) is not None or len(answers) < len(sent):
+        if message is not None and message["type"] == "message":
+            answer = json.loads(message["data"])
+            answers.setdefault(answer["r"], []).append(answer)
+    replies.close()
+    assert all(len(answers.get(r, [])) == 1 for r in sent), answers  # each caller answered once
+    shown = [answers[r][0] for r in sent]
+    got = [(a["s"], a["order"]["quantity"] if "order" in a else a["code"]) for a in shown]
+    assert got == expected_answers(requests, 5000, committed_before_answering="after_commit" in crashes)
+    filled = {}
+    for (client_order_id, _), (status, quantity) in zip(requests, got, strict=True):
+        if status == 201:
+            filled[client_order_id] = quantity
+    stored = {o.client_order_id: (o.quantity, o.status) for o in Order.objects.filter(trader=trader)}
+    assert stored == {cid: (quantity, "filled") for cid, quantity in filled.items()}
+    assert sorted(Invoice.objects.filter(trader=trader).values_list("number", flat=True)) == list(
+        range(1, len(filled) + 1)
+    )
+    spent = Decimal("10.00") * sum(filled.values())
+    assert Trader.objects.get(pk=trader.pk).cash == Decimal("50.00") - spent
+    assert Holding.objects.get(trader=trader, symbol="ACME").quantity == sum(filled.values()) if filled else True
+    assert client.xpending(order_stream.stream_key(shard), order_stream.GROUP)["pending"] == 0  # all acknowledged

@@ -35,7 +35,7 @@ from apps.portfolio.engine.effects import Effects, order_fields
 from apps.portfolio.engine.ids import entry_position, order_id_at
 from apps.portfolio.engine.journal import Fenced
 from apps.portfolio.engine.publish import publish
-from apps.portfolio.engine.rules import Signer, decide
+from apps.portfolio.engine.rules import Signer, _answer_replay, decide
 from apps.portfolio.engine.state import EngineState, OrderState
 from apps.portfolio.invoices import CertifiedContent, content_code
 
@@ -252,8 +252,13 @@ class Engine:
         if isinstance(command, Place) and (account := self.state.accounts.get(caller.account_id)):
             known = account.client_orders.get(command.client_order_id)
             order = self.state.order(known) if known is not None else None
+            if order is not None and order.id.binary > order_id_at(entry, self.shard).binary:
+                order = None  # made by a later entry of the batch: this one was refused, its answer unknown
         elif isinstance(command, Cancel):
             order = self.state.order(command.order_id)
+        if isinstance(command, Place) and order is not None and order.id != order_id_at(entry, self.shard):
+            _answer_replay(effects, command, order)  # its first answer again: the order, or a conflict
+            return
         if order is not None:
             created = isinstance(command, Place) and order.id == order_id_at(entry, self.shard)
             effects.answer(caller.reply_to, caller.request_id, 201 if created else 200, order=order_fields(order))
