@@ -137,7 +137,7 @@ def _accept(effects: Effects, account: Account, order: OrderState, *, fills_at_o
     announced "accepted", then "filled")."""
     account.client_orders[order.client_order_id] = order.id
     effects.new_orders[order.id] = order
-    effects.account_written(account)
+    effects.account_written(account, order.symbol if order.side == "sell" else None)  # a sell reserves shares
     effects.announce(account, "order_accepted", order, **({"status": "accepted"} if fills_at_once else {}))
 
 
