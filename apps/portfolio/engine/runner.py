@@ -251,6 +251,8 @@ class Engine:
             order = self.state.order(known) if known is not None else None
         elif isinstance(command, Cancel):
             order = self.state.order(command.order_id)
+            if order is not None and order.account_id != caller.account_id:
+                order = None  # another account's order: it was refused (404), never shown
         if order is not None:
             created = isinstance(command, Place) and order.id == order_id_at(entry, self.shard)
             effects.answer(caller.reply_to, caller.request_id, 201 if created else 200, order=order_fields(order))
