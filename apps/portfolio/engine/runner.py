@@ -256,6 +256,8 @@ class Engine:
                 order = None  # made by a later entry of the batch: this one was refused, its answer unknown
         elif isinstance(command, Cancel):
             order = self.state.order(command.order_id)
+            if order is not None and order.account_id != caller.account_id:
+                order = None  # another account's order: it was refused (404), never shown
         if isinstance(command, Place) and order is not None and order.id != order_id_at(entry, self.shard):
             _answer_replay(effects, command, order)  # its first answer again: the order, or a conflict
             return
