@@ -44,6 +44,7 @@ MIXED_RATE = 200.0
 SERVING_TARGET_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 RETRY_DEADLINE_SECONDS = 30.0
+KEEP_ALIVE_SECONDS = 3.0  # a connection idle longer is not reused (uvicorn closes one idle for 5 s)
 ORDER_ROLES = ("web", "engine", "database", "redis", "worker", "beat")  # what an order costs; not the market's
 READ_PATHS = [
     "/api/v1/me",
@@ -73,6 +74,7 @@ class Connection:
         self.port = port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.used = 0.0  # monotonic time of the last answer
 
     async def request(self, method: str, path: str, token: str, body: dict[str, Any] | None = None) -> Answer:
         if self.writer is None:
@@ -91,6 +93,7 @@ class Connection:
         content = await (self._chunked() if length is None else self.reader.readexactly(length))
         if any(x.lower() == "connection: close" for x in lines):
             self.close()
+        self.used = time.monotonic()
         return _answer(status, content)
 
     async def _chunked(self) -> bytes:
@@ -128,6 +131,8 @@ class Pool:
         self.idle: list[Connection] = []
 
     async def send(self, method: str, path: str, token: str, body: dict[str, Any] | None = None) -> Answer:
+        while self.idle and time.monotonic() - self.idle[-1].used > KEEP_ALIVE_SECONDS:
+            self.idle.pop().close()  # the server may be closing it: its idle time-out is 5 s
         connection = self.idle.pop() if self.idle else Connection(self.port)
         try:
             answer = await asyncio.wait_for(connection.request(method, path, token, body), REQUEST_TIMEOUT_SECONDS)
@@ -537,7 +542,7 @@ def measure(env: Env, quick: bool) -> tuple[list[Step], Step | None, Step | None
     quiet = idle(env, 5.0)
     base_rates = [100, 200] if quick else [100, 200, 300, 400, 500, 600, 800]
     base_steps, base = step_up("baseline", "baseline", env, base_rates, seconds, baseline)
-    order_rates = [25, 50] if quick else [50, 100, 150, 200, 250, 300, 400]
+    order_rates = [25, 50] if quick else [25, 50, 100, 150, 200, 250, 300, 400]
     order_steps, order = step_up("orders only", "order", env, order_rates, seconds, orders(env))
     mixes = []
     for fraction in (0.10, 0.25):
