@@ -118,6 +118,8 @@ class Stack:
     name: str
     env: dict[str, str] = field(default_factory=dict)  # on top of the bench's own environment
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
 
     def start(self, port: int) -> None:
         from django.conf import settings
@@ -138,10 +140,17 @@ class Stack:
             **self.env,
         }
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        for name, argv in procfile_commands(port).items():
-            with (LOG_DIR / f"bench-{self.name}-{name}.log").open("wb") as log:
-                self.processes[name] = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=log)
+        self.commands, self.environment = procfile_commands(port), env
+        for name in self.commands:
+            self.spawn(name)
         wait_for_port(port, process=self.processes["web"], what="the web server", timeout=60)
+
+    def spawn(self, name: str) -> subprocess.Popen[bytes]:
+        """Start (or start again, as a supervisor would after a crash) one of the Procfile's processes."""
+        with (LOG_DIR / f"bench-{self.name}-{name}.log").open("ab") as log:
+            process = subprocess.Popen(self.commands[name], cwd=BASE_DIR, env=self.environment, stdout=log, stderr=log)
+        self.processes[name] = process
+        return process
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -165,9 +174,10 @@ class CpuMeter:
         for name, process in (extra or {}).items():
             self.roles[name] = [process, *process.children(recursive=True)]
         self.roles["load generator"] = [psutil.Process()]
-        database = _listener(_port_of(os.environ.get("MONGODB_URI", "")))
-        if database is not None:
-            self.roles["database"] = [database]
+        for uri in {os.environ.get("MONGODB_URI", ""), os.environ.get("MONGODB_TICKS_URI", "")}:
+            database = _listener(_port_of(uri))  # the accounts' database and the market's, when it has its own
+            if database is not None:
+                self.roles.setdefault("database", []).append(database)
 
     def sample(self) -> dict[str, float]:
         seconds = {}

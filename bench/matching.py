@@ -1,14 +1,15 @@
-"""The matcher under a full book: 10 000 resting orders over 500 symbols, ticks at 500/s.
+"""The order engine under a full book: 10 000 resting orders over 500 symbols, ticks at 500/s.
 
-The bench appends ticks to the stream itself (a random walk per symbol that never reaches the resting
-orders) and runs `manage.py run_matcher` as `make run` does. Twice a second a probe trader places a
-limit buy through the real order path, then a tick that crosses it is appended; the probe's latency is
-from that tick's timestamp to the fill being visible in MongoDB (the trade recorded). The baseline is
-the same matcher with an empty book in the same run.
+The bench appends tick commands to the engine's stream itself (`orders:0`, the sequence orders share; a
+random walk per symbol that never reaches the resting orders) and runs `manage.py run_engine --shard 0` as
+`make run` does; the resting orders are in MongoDB before it starts, so it loads them into its book. Twice
+a second a probe trader places a limit buy through the real order path, then a tick that crosses it is
+appended; the probe's latency is from that tick's timestamp to the fill being visible in MongoDB (the trade
+recorded). The baseline is the same engine with an empty book in the same run.
 
-Targets (issue 19): the matcher keeps up (its group's undelivered backlog does not grow), adds at
-most 10 % of one core over the empty-book matcher, and a crossing tick's fill is recorded within
-250 ms p95.
+Targets (issue 19, now for the order engine of issue 26): the engine keeps up (its group's undelivered
+backlog does not grow), adds at most 10 % of one core over the empty-book engine, and a crossing tick's
+fill is recorded within 250 ms p95. Orders' own latency and cost are bench/orders.py's.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ TRADERS = 100
 BASE_PRICE = 100.0
 PROBES_PER_SECOND = 2
 FILL_P95_TARGET_MS = 250.0
-CPU_TARGET = 0.10  # of one core, over the empty-book matcher
+CPU_TARGET = 0.10  # of one core, over the empty-book engine
 
 
 def _tickers() -> list[str]:
@@ -45,12 +46,12 @@ def _seed(resting: int, *, list_symbols: bool) -> Any:
     """Listed symbols with quotes, traders, and `resting` open buy orders far below the market (bulk-inserted
     with consistent reservations); returns the probe trader."""
     from bson import Decimal128
+    from django.db import connection
     from django.utils import timezone
 
     from apps.market.models import Symbol
     from apps.portfolio.models import Order, Trader
     from apps.portfolio.services import trader_create
-    from apps.portfolio.transactions import connection
 
     tickers = _tickers()
     if list_symbols:
@@ -113,17 +114,13 @@ class Ticks:
         self.sent = 0
 
     def send(self, ticks: list[tuple[str, float]]) -> int:
-        """Append (symbol, price) ticks now; returns their timestamp."""
-        from apps.market.stream import stage_append
-        from apps.market.ticks import Tick
+        """Append (symbol, price) ticks now, as one tick command in the engine's sequence; returns their timestamp."""
+        from apps.core.order_stream import stage_ticks
 
         now = int(time.time() * 1000)
         pipe = self.client.pipeline(transaction=False)
-        numbered = []
-        for symbol, price in ticks:
-            self.sent += 1
-            numbered.append((f"b{self.sent}", Tick(symbol, price, BASE_PRICE, self.sent, now)))
-        stage_append(pipe, numbered)
+        self.sent += len(ticks)
+        stage_ticks(pipe, ticks)
         pipe.execute()
         return now
 
@@ -140,20 +137,19 @@ class Ticks:
 def _group(client: Any) -> dict[str, Any]:
     import redis
 
-    from apps.market.stream import stream_key
-    from apps.portfolio.matching import MATCHER_GROUP
+    from apps.core.order_stream import GROUP, stream_key
 
     try:
-        groups = client.xinfo_groups(stream_key())
-    except redis.ResponseError:  # no stream yet: the matcher has not started reading
+        groups = client.xinfo_groups(stream_key(0))
+    except redis.ResponseError:  # no stream yet: the engine has not started reading
         return {}
     for group in groups:
-        if group["name"] in (MATCHER_GROUP, MATCHER_GROUP.encode()):
+        if group["name"] in (GROUP, GROUP.encode()):
             return dict(group)
     return {}
 
 
-def _start_matcher() -> tuple[subprocess.Popen[bytes], psutil.Process]:
+def _start_engine() -> tuple[subprocess.Popen[bytes], psutil.Process]:
     from django.conf import settings
 
     env = {
@@ -163,34 +159,34 @@ def _start_matcher() -> tuple[subprocess.Popen[bytes], psutil.Process]:
         "LOG_LEVEL": "WARNING",
         "DJANGO_DEBUG": "true",
     }
-    argv = [sys.executable, "manage.py", "run_matcher"]
-    matcher = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return matcher, psutil.Process(matcher.pid)
+    argv = [sys.executable, "manage.py", "run_engine", "--shard", "0"]  # the Procfile's engine (one shard)
+    engine = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return engine, psutil.Process(engine.pid)
 
 
-def _wait_ready(ticks: Ticks, matcher: subprocess.Popen[bytes]) -> None:
-    """Until the matcher has loaded its book and read a tick appended after it started reading."""
+def _wait_ready(ticks: Ticks, engine: subprocess.Popen[bytes]) -> None:
+    """Until the engine has loaded its book and read a tick appended after it started reading."""
     deadline = time.monotonic() + 120
     while not _group(ticks.client):
-        if matcher.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the matcher did not start")
+        if engine.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the engine did not start")
         time.sleep(0.05)
     ticks.send([("M000", BASE_PRICE)])
     while int(_group(ticks.client).get("pending", 0)) or int(_group(ticks.client).get("lag") or 0):
         if time.monotonic() > deadline:
-            raise RuntimeError("the matcher did not read its first tick")
+            raise RuntimeError("the engine did not read its first tick")
         time.sleep(0.05)
 
 
 def _probe(ticks: Ticks, trader: Any, symbol: str) -> float | None:
     """A limit buy through the real order path, then a tick crossing it: ms from the tick to the fill recorded."""
+    from django.db import connection
+
     from apps.portfolio.models import Order
     from apps.portfolio.services import OrderTerms, place_order
-    from apps.portfolio.transactions import connection
 
     terms = OrderTerms(type="limit", limit_price=Decimal("99.00"), time_in_force="gtc")
     order = place_order(trader=trader, symbol=symbol, side="buy", quantity=1, terms=terms).order
-    time.sleep(0.2)  # the matcher learns of the order through the book's change stream
     stamp = ticks.send([(symbol, 98.90)])
     deadline = time.monotonic() + 5
     orders = connection.get_collection(Order._meta.db_table)
@@ -207,9 +203,9 @@ def _measure(label: str, resting: int, seconds: float, *, list_symbols: bool) ->
 
     probe_trader = _seed(resting, list_symbols=list_symbols)
     ticks = Ticks()
-    matcher, process = _start_matcher()
+    engine, process = _start_engine()
     try:
-        _wait_ready(ticks, matcher)
+        _wait_ready(ticks, engine)
         stop = threading.Event()
         lags: list[int] = []
 
@@ -239,8 +235,8 @@ def _measure(label: str, resting: int, seconds: float, *, list_symbols: bool) ->
         after = process.cpu_times()
         cpu = (after.user + after.system - before.user - before.system) / elapsed
     finally:
-        matcher.send_signal(signal.SIGTERM)
-        matcher.wait(timeout=30)
+        engine.send_signal(signal.SIGTERM)
+        engine.wait(timeout=30)
     half = len(lags) // 2
     return {
         "label": label,
@@ -264,7 +260,7 @@ def run(quick: bool) -> tuple[str, list[str]]:
     from apps.core.redis import key, redis_client
 
     settings.REDIS_KEY_PREFIX = f"bench-{uuid.uuid4().hex[:8]}"  # never touches a running market's stream
-    seconds = 15.0 if quick else 60.0  # the matcher's periodic reload (MATCHER_RESYNC_SECONDS, 300 s) is outside it
+    seconds = 15.0 if quick else 60.0
     resting = 2_000 if quick else RESTING
     progress(f"matching: empty book, {RATE} ticks/s for {seconds:.0f} s")
     baseline = _measure("empty book (baseline)", 0, seconds, list_symbols=True)
@@ -292,16 +288,17 @@ def run(quick: bool) -> tuple[str, list[str]]:
     if not full["p95"] <= FILL_P95_TARGET_MS or full["missed"]:
         misses.append(f"fill p95 {full['p95']:.0f} ms, {full['missed']} probes unfilled (target <= 250 ms, none)")
     if full["lag_second_half"] > max(RATE, 2 * full["lag_first_half"]):
-        misses.append(f"the matcher fell behind: backlog {full['lag_second_half']} ticks in the second half")
+        misses.append(f"the engine fell behind: backlog {full['lag_second_half']} ticks in the second half")
     body = f"""## Matching (issue 19)
 
-`bench/matching.py`: {SYMBOLS} symbols, ticks appended at {RATE}/s, `manage.py run_matcher` as `make run` starts
-it; twice a second a probe limit buy is placed through the real order path and a tick crossing it appended.
+`bench/matching.py`: {SYMBOLS} symbols, ticks appended at {RATE}/s as tick commands on the engine's stream,
+`manage.py run_engine --shard 0` as `make run` starts it; twice a second a probe limit buy is placed through
+the real order path and a tick crossing it appended.
 Fill latency: from that tick's timestamp until the filled order (trade, cash, invoice: one transaction) is
-visible in MongoDB. Backlog: the matcher group's undelivered ticks (max in the first half / second half / at the
-end). CPU: the matcher process, in percent of one core.
+visible in MongoDB. Backlog: the engine group's undelivered commands (one per 10 ms of
+ticks; max in the first half / second half / at the end). CPU: the engine process, in percent of one core.
 
-{table(["book", "ticks/s", "matcher CPU", "probes", "fill p50", "fill p95", "backlog (ticks)"], rows)}
+{table(["book", "ticks/s", "engine CPU", "probes", "fill p50", "fill p95", "backlog (commands)"], rows)}
 
 The book adds {added * 100:.1f} % of one core (target <= {CPU_TARGET * 100:.0f} %); crossing tick to fill recorded
 p95 {full["p95"]:.0f} ms (target <= {FILL_P95_TARGET_MS:.0f} ms).
