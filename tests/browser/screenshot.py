@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from apps.portfolio.tasks import generate_invoice
 from django.utils import timezone
 from playwright.sync_api import Page
 
@@ -25,7 +26,6 @@ from apps.market.ring import stage_ring
 from apps.market.ticks import Tick
 from apps.portfolio.models import Trader
 from apps.portfolio.services import place_order
-from apps.portfolio.tasks import generate_invoice
 from tests.browser.conftest import DaphneServer, login, wait_live
 from tests.conftest import BASE_DIR
 
