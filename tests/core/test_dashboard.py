@@ -148,8 +148,9 @@ def test_the_trades_panel_shows_each_trade_s_invoice_status(
     resting = OrderTerms(type="limit", limit_price=Decimal("5.00"), time_in_force="gtc")  # below the price: rests
     place_order(trader=trader[0], symbol="ACME", side="buy", quantity=2, terms=resting)
     orders = Client().get("/api/v1/dashboard/orders", **auth_header).json()
-    # The resting order is in the open-orders panel, not among the trades.
-    assert [(o["symbol"], o["quantity"], o["invoice_status"]) for o in orders] == [("ACME", 3, "pending")]
+    # The resting order is in the open-orders panel, not among the trades; a filled trade's confirmation can be
+    # downloaded at once (its PDF is made on first download).
+    assert [(o["symbol"], o["quantity"], o["invoice_status"]) for o in orders] == [("ACME", 3, "ready")]
     assert orders[0]["invoice_url"] == f"/api/v1/trades/{orders[0]['id']}/invoice"
 
 
