@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -123,20 +124,29 @@ class EngineThread:
         self.thread.join(timeout=10)
 
 
-@pytest.fixture
-def order_engine(db: None, _clean_redis: None) -> Iterator[list[EngineThread]]:
-    """Every shard's order engine running for the test (ENGINE_SHARDS, 2 in tests); stopped before the flush."""
+@contextlib.contextmanager
+def running_engines() -> Iterator[list[EngineThread]]:
+    """Every shard's order engine (ENGINE_SHARDS, 2 in tests) on a thread, each past its first step."""
     from apps.core import order_stream
 
     engines = [EngineThread(shard) for shard in range(order_stream.shards())]
     for running in engines:
         running.thread.start()
-    for running in engines:
-        if not running.ready.wait(timeout=30) or running.error is not None:
-            raise RuntimeError(f"engine {running.engine.shard} did not start: {running.error}")
-    yield engines
-    for running in engines:
-        running.stop()
+    try:
+        for running in engines:
+            if not running.ready.wait(timeout=30) or running.error is not None:
+                raise RuntimeError(f"engine {running.engine.shard} did not start: {running.error}")
+        yield engines
+    finally:
+        for running in engines:
+            running.stop()
+
+
+@pytest.fixture
+def order_engine(db: None, _clean_redis: None) -> Iterator[list[EngineThread]]:
+    """Every shard's order engine running for the test; stopped before the next test's flush."""
+    with running_engines() as engines:
+        yield engines
 
 
 @pytest.fixture

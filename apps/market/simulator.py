@@ -133,12 +133,13 @@ class RedisTickSink:
         ticks = [tick for _, tick in numbered]
         pipe = redis_client().pipeline(transaction=True)  # readers never see a ring longer than its bound
         stage_quotes(pipe, ticks)
+        ring_at = len(pipe)  # the quotes stage one command, and the engines' ticks one per shard
         ring_commands = stage_ring(pipe, numbered)
         stage_publish(pipe, ticks)
         stage_append(pipe, numbered)
         pipe.xlen(stream_key())
         replies = pipe.execute()
-        evicted = ring_evictions(replies[1]) if ring_commands else 0
+        evicted = ring_evictions(replies[ring_at]) if ring_commands else 0
         if evicted:
             RING_EVICTIONS.inc(evicted)
             self.eviction_log.record(evicted)

@@ -29,7 +29,7 @@ from apps.market.quotes import stage_quotes
 from apps.market.services import symbols_seed
 from apps.market.ticks import Tick
 from apps.portfolio.services import trader_create
-from tests.conftest import BASE_DIR, missing_tool, service_env
+from tests.conftest import BASE_DIR, EngineThread, missing_tool, running_engines, service_env
 from trading.devstack import CHROMIUM, CHROMIUM_ARGS, free_port, port_in_use, wait_for_port
 
 MARKET_SIZE = 500
@@ -135,8 +135,20 @@ def login(context: BrowserContext, server: DaphneServer, django_db_blocker: Any,
 
 
 @pytest.fixture
+def engines(django_db_blocker: Any, _clean_redis: None) -> Iterator[list[EngineThread]]:
+    """The order engines for a browser test: the page's orders go through the server to them (the test's
+    database is shared with the server, so it is unblocked for the engines' threads, as for the test)."""
+    with django_db_blocker.unblock(), running_engines() as running:
+        yield running
+
+
+@pytest.fixture
 def dashboard(
-    page: Page, server: DaphneServer, django_db_blocker: Any, request: pytest.FixtureRequest
+    page: Page,
+    server: DaphneServer,
+    engines: list[EngineThread],
+    django_db_blocker: Any,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Page]:
     """The dashboard of a fresh trader, loaded and live."""
     login(page.context, server, django_db_blocker, f"b-{request.node.name[:40]}-{time.monotonic_ns() % 10**6}")

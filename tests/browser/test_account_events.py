@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
-from apps.core import order_stream
-from apps.core.redis import redis_client
 from apps.portfolio.models import Trader
 from apps.portfolio.services import place_order
 from tests.browser.conftest import DaphneServer, login, publish, tick, wait_live
 from tests.browser.test_dashboard import first_visible_symbol
-from tests.conftest import BASE_DIR, service_env
+from tests.conftest import EngineThread
 
 pytestmark = pytest.mark.browser
 EVENTS = "window.__stats.account.events.map((e) => e.event)"
@@ -33,38 +26,8 @@ def open_symbol(page: Page, symbol: str, price: float) -> None:
 
 
 @pytest.fixture(autouse=True)
-def engine_processes(django_db_setup: None, _clean_redis: None) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """The real order engines (`manage.py run_engine --shard K`, one per shard) on the test database and
-    Redis, once each one's consumer group `engine` on `orders:<shard>` exists (a command appended after that
-    reaches it; the group starts at the stream's beginning anyway)."""
-    engines = [
-        subprocess.Popen(
-            [sys.executable, "manage.py", "run_engine", "--shard", str(shard), "--consumer", f"test-{os.getpid()}"],
-            cwd=BASE_DIR,
-            env=service_env(),
-        )
-        for shard in range(order_stream.shards())
-    ]
-    try:
-        deadline = time.monotonic() + 30
-        while not all(_engine_group_exists(shard) for shard in range(len(engines))):
-            if any(engine.poll() is not None for engine in engines) or time.monotonic() > deadline:
-                raise RuntimeError("the order engines did not come up")
-            time.sleep(0.05)  # polling the condition: the group appears when the engine has started
-        yield engines
-    finally:
-        for engine in engines:
-            engine.terminate()
-        for engine in engines:
-            engine.wait(timeout=20)
-
-
-def _engine_group_exists(shard: int) -> bool:
-    try:
-        groups = redis_client().xinfo_groups(order_stream.stream_key(shard))
-    except redis.ResponseError:  # no stream yet
-        return False
-    return any(group["name"] in (order_stream.GROUP, order_stream.GROUP.encode()) for group in groups)
+def _engines(engines: list[EngineThread]) -> None:
+    """Every test here places orders: the real engines (tests/browser/conftest.py) run for each."""
 
 
 def test_a_market_orders_fill_and_invoice_readiness_appear_live_without_a_reload(

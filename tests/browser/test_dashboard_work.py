@@ -26,6 +26,7 @@ from apps.market.feed.frames import notice_frame
 from apps.market.ticks import Tick
 from apps.portfolio.services import place_order, trader_create
 from tests.browser.conftest import DaphneServer, publish, tick, wait_live
+from tests.conftest import running_engines
 
 pytestmark = pytest.mark.browser
 
@@ -156,7 +157,7 @@ def moved(symbol: str, volume: int) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def trader_session(server: DaphneServer, market: list[str], django_db_blocker: Any) -> str:
     """A trader holding the HELD symbols, logged in; returns the session cookie."""
-    with django_db_blocker.unblock():
+    with django_db_blocker.unblock(), running_engines():
         publish([tick(market[i], 50.0) for i in HELD])
         trader, _token = trader_create(username="work-counter", cash=Decimal("100000.00"), password="pass-work")
         for i in HELD:

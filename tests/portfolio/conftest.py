@@ -88,6 +88,7 @@ def make_trader(db: None, order_engine: object) -> Callable[..., tuple[Trader, s
 class RoundTrips:
     def __init__(self) -> None:
         self.redis_calls = 0
+        self.thread: object = None  # whose round trips count: a thread's ident, or ALL_THREADS
 
     @property
     def mongo(self) -> list[str]:
@@ -96,19 +97,23 @@ class RoundTrips:
 
 @pytest.fixture
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], RoundTrips]]:
-    """counting() starts counting afresh: MongoDB commands of this thread (every thread with
-    `all_threads=True`) and Redis round trips (a command, or a whole pipeline) of any thread."""
+    """counting() starts counting afresh: MongoDB commands and Redis round trips (a command, or a whole
+    pipeline) of this thread, or of every thread with `all_threads=True` (the order engines' threads read
+    their streams all the time, so a count of any thread would count them too)."""
     import redis
 
     state = RoundTrips()
     command, pipeline = redis.Redis.execute_command, redis.client.Pipeline.execute
 
+    def counts() -> bool:
+        return state.thread in (ALL_THREADS, threading.get_ident())
+
     def counted(self: redis.Redis, *args: object, **kwargs: object) -> object:
-        state.redis_calls += 1
+        state.redis_calls += counts()
         return command(self, *args, **kwargs)
 
     def counted_pipeline(self: redis.client.Pipeline, *args: object, **kwargs: object) -> object:
-        state.redis_calls += 1
+        state.redis_calls += counts()
         return pipeline(self, *args, **kwargs)
 
     monkeypatch.setattr(redis.Redis, "execute_command", counted)
@@ -117,7 +122,7 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], RoundT
     def counting(*, all_threads: bool = False) -> RoundTrips:
         MONGO_COMMANDS.commands.clear()
         MONGO_COMMANDS.documents.clear()
-        MONGO_COMMANDS.enabled_for = ALL_THREADS if all_threads else threading.get_ident()
+        MONGO_COMMANDS.enabled_for = state.thread = ALL_THREADS if all_threads else threading.get_ident()
         state.redis_calls = 0
         return state
 
