@@ -10,13 +10,22 @@ PY := $(BIN)/python
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 STACK := $(PY) -m trading.devstack
 
-.PHONY: run test lint jslint jstest bench bench-check screenshot frontend setup setup-runtime lock clean
+.PHONY: run test test-fast system-run system-test lint jslint jstest bench bench-check screenshot frontend setup setup-runtime lock clean
 
 run: setup-runtime
 	$(STACK) run
 
+# pytest-xdist workers, each with its own SecantusDBs, Redis database, ports and temporary folders
+# (tests/stack_plugin.py); the browser tests all go to one of them (one Chromium, one server per module).
+TEST_WORKERS ?= 4
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
+
 test: setup lint jslint jstest
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) --durations=25 $(PYTEST_ARGS)
+
+# The inner loop: unit and property tests only (no browser, no killed or started processes: `slow`).
+test-fast: setup
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not browser and not slow" $(PYTEST_ARGS)
 
 # The browser modules and their tests under Biome's recommended lint rules (package.json pins Biome);
 # biome.json adds the size limits for static/src: functions <= 60 lines, modules <= 400.
@@ -28,8 +37,12 @@ jstest: setup
 	node --test tests/js/
 
 # `make run` installs the runtime set only; tests, lint and benchmarks the development set (a superset).
-setup-runtime: $(VENV)/.runtime node_modules/.installed static/dist/app.js
-setup: $(VENV)/.dev node_modules/.installed static/dist/app.js
+# Each first installs the system packages it lacks (.ci/system-packages: as root; otherwise it prints the command).
+setup-runtime: system-run $(VENV)/.runtime node_modules/.installed static/dist/app.js
+setup: system-test $(VENV)/.dev node_modules/.installed static/dist/app.js
+
+system-run system-test:
+	@.ci/system-packages $(@:system-%=%)
 
 lint: setup
 	$(PIP) check

@@ -24,11 +24,13 @@ from apps.portfolio.services import trader_create
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread for the
-    rest of the session, and asyncio.run() in any later test would refuse to start."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    """Under `--dist loadgroup` (make test) every browser test runs on one worker: one live server per module
+    and one Chromium for all of them, instead of one of each on every worker."""
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -151,8 +153,9 @@ def order_engine(db: None, _clean_redis: None) -> Iterator[list[EngineThread]]:
 
 @pytest.fixture
 def trader(db: None, order_engine: list[EngineThread]) -> tuple[object, str]:
-    """A trader with the default cash and its API token."""
-    return trader_create(username="alice", cash=Decimal(settings.TRADER_STARTING_CASH), password="alice-pass")
+    """A trader with the default cash and its API token (no password: hashing one costs about half a second of
+    CPU on purpose; a test that logs in with one sets it)."""
+    return trader_create(username="alice", cash=Decimal(settings.TRADER_STARTING_CASH))
 
 
 @pytest.fixture

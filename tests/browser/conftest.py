@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.test import Client
-from playwright.sync_api import BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, BrowserType, Page, Playwright, sync_playwright
 
 from apps.core.redis import redis_client
 from apps.market.feed.publish import stage_publish
@@ -47,6 +47,39 @@ def _allow_orm_calls_beside_playwrights_loop() -> Iterator[None]:
         os.environ.pop(ASYNC_UNSAFE, None)
     else:
         os.environ[ASYNC_UNSAFE] = previous
+
+
+# Playwright's sync API runs an event loop in the main thread while it is started. pytest-playwright starts
+# it once per session, so every test after the first browser test would find a loop running (asyncio.run()
+# refuses). Here it lives as long as this package's tests: started before the first, stopped after the last,
+# whichever worker and whatever order they run in (make test runs them all on one worker: one Chromium).
+@pytest.fixture(scope="package")
+def playwright(_pw_api_request_contexts: Any) -> Iterator[Playwright]:
+    running = sync_playwright().start()
+    if _pw_api_request_contexts:
+        _pw_api_request_contexts.instrument(running)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="package")
+def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
+    return getattr(playwright, browser_name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="package")
+def launch_browser(browser_type_launch_args: dict[str, Any], browser_type: BrowserType) -> Callable[..., Browser]:
+    def launch(**kwargs: Any) -> Browser:
+        return browser_type.launch(**{**browser_type_launch_args, **kwargs})
+
+    return launch
+
+
+@pytest.fixture(scope="package")
+def browser(launch_browser: Callable[..., Browser]) -> Iterator[Browser]:
+    launched = launch_browser()
+    yield launched
+    launched.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 from django.test import Client
 
@@ -35,7 +37,9 @@ def test_tokens_are_stored_hashed(trader: tuple[object, str]) -> None:
 
 
 @pytest.mark.django_db
-def test_a_logged_in_browser_session_authenticates(trader: object) -> None:
+def test_a_logged_in_browser_session_authenticates(trader: tuple[Any, str]) -> None:
+    trader[0].user.set_password("alice-pass")
+    trader[0].user.save(update_fields=["password"])
     client = Client()
     assert client.login(username="alice", password="alice-pass")
     assert client.get("/api/v1/me").json()["username"] == "alice"

@@ -294,18 +294,9 @@ class Model:
     def place(self, shard: int, prices: dict[str, int], entry: str, c: dict[str, Any]) -> Answer:
         account = self.accounts[ObjectId(c["a"])]
         o = c["o"]
-        terms = (
-            o["symbol"],
-            o["side"],
-            o["quantity"],
-            o["type"],
-            o["limit_cents"],
-            o["stop_cents"],
-            o["time_in_force"],
-        )
+        terms = asked_terms(o)
         if (known := account.client_orders.get(o["client_order_id"])) is not None:
-            original = self.orders[known]
-            return (200, original.id) if original.terms() == terms else (409, None)
+            return self.replayed(known, o)
         price = prices.get(o["symbol"])
         if price is None:
             return (409, None)
@@ -343,6 +334,11 @@ class Model:
             order.rank = self.next_rank()
             self._accept(account, order)
         return (201, order.id)
+
+    def replayed(self, known: ObjectId, o: dict[str, Any]) -> Answer:
+        """A client_order_id used before: the original order again when the terms are the same, else 409."""
+        original = self.orders[known]
+        return (200, original.id) if original.terms() == asked_terms(o) else (409, None)
 
     def _accept(self, account: MAccount, order: MOrder) -> None:
         account.client_orders[order.client_order_id] = order.id
@@ -449,9 +445,10 @@ class Model:
         """A re-read entry whose batch committed: what it did, never decided again (503 when it wrote nothing)."""
         if c["k"] == "place":
             known = self.accounts[ObjectId(c["a"])].client_orders.get(c["o"]["client_order_id"])
-            if known is None:
+            made_here = order_id_at(entry, shard)
+            if known is None or known.binary > made_here.binary:  # refused (a later entry may have made it)
                 return (503, None)
-            return (201 if known == order_id_at(entry, shard) else 200, known)
+            return (201, known) if known == made_here else self.replayed(known, c["o"])
         if c["k"] == "cancel":
             order = self.orders.get(ObjectId(c["id"]))
             if order is None or order.account != ObjectId(c["a"]):
@@ -470,6 +467,11 @@ class Model:
         orders = {o.id: o.view() for o in self.orders.values()}
         invoices = {o.id: o.invoice for o in self.orders.values() if o.invoice is not None}
         return accounts, holdings, orders, invoices
+
+
+def asked_terms(o: dict[str, Any]) -> tuple[Any, ...]:
+    """A place command's terms, in MOrder.terms() order."""
+    return (o["symbol"], o["side"], o["quantity"], o["type"], o["limit_cents"], o["stop_cents"], o["time_in_force"])
 
 
 def stop_reached(order: MOrder, price: int) -> bool:
