@@ -102,7 +102,8 @@ class Engine:
         now_ms: Callable[[], int] = wall_ms,
         consumer: str | None = None,
     ) -> None:
-        self.shard, self.client, self.sign, self.clock, self.sleep, self.now_ms = shard, client, sign, clock, sleep, now_ms
+        self.shard, self.client, self.sign = shard, client, sign
+        self.clock, self.sleep, self.now_ms = clock, sleep, now_ms
         self.batch_max = batch_max or settings.ENGINE_BATCH_MAX
         self.window_ms = settings.ENGINE_BATCH_WINDOW_MS if window_ms is None else window_ms
         self.day_ms = day_ms or settings.ORDER_DAY_SECONDS * 1000
