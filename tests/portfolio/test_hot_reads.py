@@ -113,14 +113,14 @@ def test_an_order_over_the_api_sends_mongodb_the_engines_transaction_alone(
     active_trader: str, round_trips: Callable[..., RoundTrips]
 ) -> None:
     """The web reads nothing for an order (the trader's id is cached apart) and the engine has the account in
-    memory, so MongoDB sees one transaction: the checkpoint, the order, its invoice, the account, the holding,
-    the commit."""
+    memory, so MongoDB sees one transaction: the checkpoint, the order, its invoice, the account and the holding
+    in one bulkWrite, then the commit."""
     assert asgi_post("/api/v1/orders", active_trader, buy("ACME"))[0] == 201
     counted = round_trips(all_threads=True)
     status, _headers, _body = asgi_post("/api/v1/orders", active_trader, buy("ACME"))
     MONGO_COMMANDS.enabled_for = None
     assert status == 201
-    assert counted.mongo == ["update", "insert", "insert", "update", "update", "commitTransaction"]
+    assert counted.mongo == ["bulkWrite", "commitTransaction"]
 
 
 def test_orders_in_one_process_wait_for_the_engine_side_by_side(

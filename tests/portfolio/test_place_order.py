@@ -130,35 +130,38 @@ def engine_transactions() -> list[list[dict]]:
     return list(by_transaction.values())
 
 
-def test_the_batch_transaction_reads_a_snapshot_and_commits_with_majority(market, make_trader, round_trips) -> None:
+def test_the_batch_transaction_writes_the_checkpoint_first_and_commits_with_majority(market, make_trader, round_trips) -> None:
     trader, _ = make_trader("1000.00")
     place_order(trader=trader, symbol="ACME", side="buy", quantity=1)  # the account is now in the engine's memory
     round_trips(all_threads=True)
     place_order(trader=trader, symbol="ACME", side="buy", quantity=1)
     (transaction,) = engine_transactions()
-    assert transaction[0]["readConcern"] == {"level": "snapshot"}
-    assert (
-        next(iter(transaction[0])) == "update" and transaction[0]["update"] == "portfolio_engineshard"
-    )  # the checkpoint
+    first = transaction[0]
+    assert next(iter(first)) == "bulkWrite"  # every write of the batch in one command (MongoDB 8.0's bulkWrite)
+    assert first["ops"][0]["update"] == 0 and first["nsInfo"][0]["ns"].endswith(
+        ".portfolio_engineshard"
+    )  # the checkpoint first
     commit = transaction[-1]
     assert "commitTransaction" in commit and commit["writeConcern"] == {"w": "majority"}
 
 
 @pytest.mark.parametrize("side", ["buy", "sell"])
-def test_an_order_costs_one_transaction_of_at_most_six_commands(market, make_trader, round_trips, side) -> None:
-    """Checkpoint, orders, invoices, traders, holdings, commit: nothing else, and nothing outside it."""
+def test_an_order_costs_one_transaction_of_two_commands(market, make_trader, round_trips, side) -> None:
+    """Checkpoint, orders, invoices, traders, holdings in one bulkWrite, then the commit: nothing else, and
+    nothing outside it."""
     trader, _ = make_trader("1000.00")
     place_order(trader=trader, symbol="ACME", side="buy", quantity=2)
     counted = round_trips(all_threads=True)
     place_order(trader=trader, symbol="ACME", side=side, quantity=1)
     (transaction,) = engine_transactions()
-    assert [next(iter(d)) for d in transaction] == [
-        "update",
-        "insert",
-        "insert",
-        "update",
-        "update",
-        "commitTransaction",
+    assert [next(iter(d)) for d in transaction] == ["bulkWrite", "commitTransaction"]
+    namespaces = [info["ns"].split(".", 1)[1] for info in transaction[0]["nsInfo"]]
+    assert namespaces == [
+        "portfolio_engineshard",
+        "portfolio_order",
+        "portfolio_invoice",
+        "portfolio_trader",
+        "portfolio_holding",
     ]
     assert len(counted.mongo) == len(transaction)  # the order's path reads nothing: the account is in memory
 

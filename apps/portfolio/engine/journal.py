@@ -1,9 +1,10 @@
 """The journal: the one module that writes accounts, holdings, orders and trade records (ADR 0008).
 
-- `commit`: everything one batch decided, in ONE MongoDB transaction (snapshot reads, majority writes):
-  the shard's checkpoint (fenced by its epoch) first, then orders, invoices, accounts and holdings,
-  each as one bulk command. So a batch is all written or none of it, and the checkpoint says which
-  stream entries it covered.
+- `commit`: everything one batch decided, in ONE MongoDB transaction (majority writes; it reads nothing):
+  the shard's checkpoint (fenced by its epoch) first, then orders, invoices, accounts and holdings, all in
+  ONE bulkWrite command (MongoDB 8.0's client-level bulk write; one bulk command per collection on an
+  older server), then the commit: two commands a batch, however many orders it holds. So a batch is all
+  written or none of it, and the checkpoint says which stream entries it covered.
 - `load_*`: the engine's state at start, and accounts or orders it has not seen yet (its prefetch).
 - `account_insert`, `invoice_pdf_store`: the only other writes (a new account the engine has never
   seen; a confirmation's PDF, rendered on first download). Nothing else may import this module
@@ -25,7 +26,6 @@ from django_mongodb_backend.base import DatabaseWrapper
 from pymongo import DeleteOne, InsertOne, ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
-from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from apps.core.clock import epoch_ms, moment, to_milliseconds
@@ -199,13 +199,13 @@ def _invoice_document(invoice: InvoiceRecord) -> dict[str, Any]:
     }
 
 
-def _holding_writes(effects: Effects) -> list[UpdateOne | DeleteOne]:
+def _holding_writes(effects: Effects, *, namespace: str) -> list[UpdateOne | DeleteOne]:
     writes: list[UpdateOne | DeleteOne] = []
     for account_id, symbol in sorted(effects.positions, key=lambda p: (str(p[0]), p[1])):
         position = effects.accounts[account_id].positions.get(symbol) if account_id in effects.accounts else None
         match = {"trader_id": account_id, "symbol": symbol}
         if position is None:
-            writes.append(DeleteOne(match))
+            writes.append(DeleteOne(match, namespace=namespace))
             continue
         change = {
             "quantity": position.quantity,
@@ -213,49 +213,77 @@ def _holding_writes(effects: Effects) -> list[UpdateOne | DeleteOne]:
             "reserved": position.reserved,
             "updated_at": moment(effects.at_ms),
         }
-        writes.append(UpdateOne(match, {"$set": change}, upsert=True))
+        writes.append(UpdateOne(match, {"$set": change}, upsert=True, namespace=namespace))
     return writes
 
 
-def _write_batch(effects: Effects, session: ClientSession) -> None:
-    orders: list[InsertOne[dict[str, Any]] | UpdateOne] = [
-        InsertOne(_order_document(o)) for o in effects.new_orders.values()
+Write = InsertOne[dict[str, Any]] | UpdateOne | DeleteOne
+CLIENT_BULK_WIRE_VERSION = 25  # MongoDB 8.0: one bulkWrite command may write several collections
+
+
+def _namespaced(model: Any) -> str:
+    return str(_collection(model).full_name)
+
+
+def _batch_writes(effects: Effects) -> list[tuple[Any, Write]]:
+    """The batch's writes, in order, each with the model whose collection it writes."""
+    orders, invoices, traders, holdings = (_namespaced(m) for m in (Order, Invoice, Trader, Holding))
+    writes: list[tuple[Any, Write]] = [
+        (Order, InsertOne(_order_document(o), namespace=orders)) for o in effects.new_orders.values()
     ]
-    orders += [UpdateOne({"_id": o.id}, {"$set": _order_changes(o)}) for o in effects.changed_orders.values()]
-    if orders:
-        _collection(Order).bulk_write(orders, ordered=True, session=session)
-    if effects.invoices:
-        _collection(Invoice).insert_many([_invoice_document(i) for i in effects.invoices], session=session)
-    accounts = [
-        UpdateOne(
-            {"_id": a.id},
-            {
-                "$set": {
-                    "cash": _money(a.cash),
-                    "reserved_cash": _money(a.reserved),
-                    "invoice_sequence": a.invoice_sequence,
-                }
-            },
-        )
-        for a in effects.accounts.values()
+    writes += [
+        (Order, UpdateOne({"_id": o.id}, {"$set": _order_changes(o)}, namespace=orders))
+        for o in effects.changed_orders.values()
     ]
-    if accounts:
-        _collection(Trader).bulk_write(accounts, ordered=False, session=session)
-    if holdings := _holding_writes(effects):
-        _collection(Holding).bulk_write(holdings, ordered=False, session=session)
+    writes += [(Invoice, InsertOne(_invoice_document(i), namespace=invoices)) for i in effects.invoices]
+    for a in effects.accounts.values():
+        money = {"cash": _money(a.cash), "reserved_cash": _money(a.reserved), "invoice_sequence": a.invoice_sequence}
+        writes.append((Trader, UpdateOne({"_id": a.id}, {"$set": money}, namespace=traders)))
+    writes += [(Holding, write) for write in _holding_writes(effects, namespace=holdings)]
+    return writes
+
+
+def _one_command(session: ClientSession) -> bool:
+    """Whether the server takes MongoDB 8.0's client-level bulkWrite (SecantusDB does; an older cluster not)."""
+    description = session.client.topology_description
+    versions = [server.max_wire_version or 0 for server in description.known_servers]
+    return bool(versions) and min(versions) >= CLIENT_BULK_WIRE_VERSION
+
+
+def _write_all(writes: list[tuple[Any, Write]], session: ClientSession) -> int:
+    """Send `writes` in order; return how many documents the first one matched (the fenced checkpoint).
+
+    On MongoDB 8.0 (and SecantusDB) one bulkWrite command carries every collection's writes; an older server
+    gets one bulk command per run of writes to the same collection."""
+    if _one_command(session):
+        result = session.client.bulk_write([w for _, w in writes], session=session, verbose_results=True)
+        return int(result.update_results[0].matched_count)
+    matched = -1
+    start = 0
+    while start < len(writes):
+        model = writes[start][0]
+        end = start
+        while end < len(writes) and writes[end][0] is model:
+            end += 1
+        result = _collection(model).bulk_write([w for _, w in writes[start:end]], ordered=True, session=session)
+        matched = result.matched_count if matched < 0 else matched
+        start = end
+    return matched
 
 
 def commit(effects: Effects, *, shard: int, epoch: int, last_entry: str) -> None:
     """Write the batch and move the checkpoint to `last_entry`, in one transaction; Fenced if the shard moved on."""
     connection.ensure_connection()
     client = connection.connection
-    concerns = {"read_concern": ReadConcern("snapshot"), "write_concern": WriteConcern("majority")}
+    # No read concern: the transaction reads nothing (the engine decided from memory); its writes are atomic,
+    # and the fenced checkpoint update is what a second engine on the shard would conflict with.
+    concerns = {"write_concern": WriteConcern("majority")}
+    mark = {"last_entry": last_entry, "updated_at": moment(effects.at_ms)}
+    checkpoint = UpdateOne({"shard": shard, "epoch": epoch}, {"$set": mark}, namespace=_namespaced(EngineShard))
+    writes: list[tuple[Any, Write]] = [(EngineShard, checkpoint), *_batch_writes(effects)]
     with client.start_session() as session, session.start_transaction(**concerns):
-        mark = {"last_entry": last_entry, "updated_at": moment(effects.at_ms)}
-        fenced = _collection(EngineShard).update_one({"shard": shard, "epoch": epoch}, {"$set": mark}, session=session)
-        if fenced.matched_count != 1:
+        if _write_all(writes, session) != 1:  # raising here aborts the transaction: nothing is written
             raise Fenced(f"shard {shard}: epoch {epoch} is no longer the shard's")
-        _write_batch(effects, session)
 
 
 # --- the other two writes ---------------------------------------------------------------------------------
