@@ -130,7 +130,9 @@ def engine_transactions() -> list[list[dict]]:
     return list(by_transaction.values())
 
 
-def test_the_batch_transaction_writes_the_checkpoint_first_and_commits_with_majority(market, make_trader, round_trips) -> None:
+def test_the_batch_transaction_writes_the_checkpoint_first_and_commits_with_majority(
+    market, make_trader, round_trips
+) -> None:
     trader, _ = make_trader("1000.00")
     place_order(trader=trader, symbol="ACME", side="buy", quantity=1)  # the account is now in the engine's memory
     round_trips(all_threads=True)
