@@ -3,6 +3,7 @@ from decimal import Decimal
 import pytest
 from pymongo.errors import OperationFailure
 
+from apps.portfolio.engine import journal
 from apps.portfolio.models import Holding, Invoice, Order, Trader
 from apps.portfolio.selectors import portfolio_for
 from apps.portfolio.services import OrderRejected, place_order
@@ -166,6 +167,30 @@ def test_an_order_costs_one_transaction_of_two_commands(market, make_trader, rou
         "portfolio_holding",
     ]
     assert len(counted.mongo) == len(transaction)  # the order's path reads nothing: the account is in memory
+
+
+def test_on_a_server_older_than_mongodb_8_a_batch_sends_one_bulk_command_per_collection(
+    market, make_trader, round_trips, monkeypatch
+) -> None:
+    """Without the client-level bulkWrite (MongoDB before 8.0) the same writes go as one bulk command per
+    collection, in the same transaction, with the same result."""
+    monkeypatch.setattr(journal, "_one_command", lambda session: False)
+    trader, _ = make_trader("1000.00")
+    place_order(trader=trader, symbol="ACME", side="buy", quantity=2)
+    round_trips(all_threads=True)
+    place_order(trader=trader, symbol="ACME", side="sell", quantity=1)
+    (transaction,) = engine_transactions()
+    assert [next(iter(d)) for d in transaction] == [
+        "update",
+        "insert",
+        "insert",
+        "update",
+        "update",
+        "commitTransaction",
+    ]
+    assert [transaction[0]["update"], transaction[1]["insert"]] == ["portfolio_engineshard", "portfolio_order"]
+    assert Holding.objects.get(trader=trader, symbol="ACME").quantity == 1
+    assert Order.objects.filter(trader=trader, status=Order.Status.FILLED).count() == 2
 
 
 def transient_conflict() -> OperationFailure:

@@ -256,8 +256,8 @@ def _write_all(writes: list[tuple[Any, Write]], session: ClientSession) -> int:
     On MongoDB 8.0 (and SecantusDB) one bulkWrite command carries every collection's writes; an older server
     gets one bulk command per run of writes to the same collection."""
     if _one_command(session):
-        result = session.client.bulk_write([w for _, w in writes], session=session, verbose_results=True)
-        return int(result.update_results[0].matched_count)
+        every = session.client.bulk_write([w for _, w in writes], session=session, verbose_results=True)
+        return int(every.update_results[0].matched_count)
     matched = -1
     start = 0
     while start < len(writes):
