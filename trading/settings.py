@@ -129,9 +129,10 @@ ACCOUNT_EVENTS_TTL_SECONDS = positive_int("ACCOUNT_EVENTS_TTL_SECONDS", 86_400)
 HEALTH_CACHE_SECONDS = positive_int("HEALTH_CACHE_SECONDS", 5)  # /healthz reuses its checks this long
 
 # Admission control (apps/core/admission.py): HTTP requests one server process serves at once;
-# past it a request is refused at once with 503 + Retry-After. Sized so that a full process still
-# answers within the API's latency target (measured: docs/performance.md, "API under load").
-ADMISSION_MAX_IN_FLIGHT = positive_int("ADMISSION_MAX_IN_FLIGHT", 24)
+# past it a request is refused at once with 503 + Retry-After. An order waiting for the engine holds
+# no thread and no connection (a future on the loop), so a burst of orders may be many requests at
+# once; the lag bound below is what guards the loop (docs/performance.md, "API under load", "orders").
+ADMISSION_MAX_IN_FLIGHT = positive_int("ADMISSION_MAX_IN_FLIGHT", 64)
 # ...and the event-loop lag past which it refuses new requests (0 turns the bound off): the hot
 # reads run on the loop, so its backlog, not the requests in flight, is what grows under overload.
 ADMISSION_MAX_LAG_MS = float(non_negative_decimal("ADMISSION_MAX_LAG_MS", "50"))

@@ -89,11 +89,12 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "headless": True, "args": CHROMIUM_ARGS}
 
 
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+@pytest.fixture(scope="package")
+def browser_context_args() -> dict[str, Any]:
+    # Package-scoped like `playwright` above (pytest-playwright's own asks for the session's Playwright).
     # The page's Content-Security-Policy forbids eval, which Playwright's polling wait_for_function uses;
     # the functional tests bypass it, tests/browser/test_csp.py runs a context under it.
-    return {**browser_context_args, "viewport": {"width": 1440, "height": 900}, "bypass_csp": True}
+    return {"viewport": {"width": 1440, "height": 900}, "bypass_csp": True}
 
 
 def server_env() -> dict[str, str]:

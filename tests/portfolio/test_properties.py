@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pymongo import InsertOne
 from pymongo.errors import OperationFailure
 
 from apps.core import order_stream
@@ -128,15 +129,16 @@ class CommitFailed(OperationFailure):
 def failing_commits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """`left` next commits of the engine fail half-way through their transaction (MongoDB aborts it)."""
     failures = {"left": 0}
-    write_batch = journal._write_batch
+    write_all = journal._write_all
 
-    def write_then_fail(effects: Any, session: Any) -> None:
-        write_batch(effects, session)
-        if failures["left"] > 0 and effects.new_orders:
+    def write_then_fail(writes: list[tuple[Any, Any]], session: Any) -> int:
+        matched = write_all(writes, session)
+        if failures["left"] > 0 and any(model is Order and isinstance(w, InsertOne) for model, w in writes):
             failures["left"] -= 1
             raise CommitFailed("injected failure after the batch's writes")
+        return matched
 
-    monkeypatch.setattr(journal, "_write_batch", write_then_fail)
+    monkeypatch.setattr(journal, "_write_all", write_then_fail)
     return failures
 
 
