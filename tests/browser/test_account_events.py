@@ -13,9 +13,8 @@ from apps.portfolio.models import Trader
 from apps.portfolio.services import place_order
 from tests.browser.conftest import DaphneServer, login, publish, tick, wait_live
 from tests.browser.test_dashboard import first_visible_symbol
-from tests.conftest import EngineThread
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("engines")]  # every test here places orders
 EVENTS = "window.__stats.account.events.map((e) => e.event)"
 
 
@@ -23,11 +22,6 @@ def open_symbol(page: Page, symbol: str, price: float) -> None:
     publish([tick(symbol, price)])
     page.locator(f".mt-row[data-symbol='{symbol}'] .c-ticker").click()
     expect(page.locator("#symbol-title")).to_contain_text(symbol)
-
-
-@pytest.fixture(autouse=True)
-def _engines(engines: list[EngineThread]) -> None:
-    """Every test here places orders: the real engines (tests/browser/conftest.py) run for each."""
 
 
 def test_a_market_orders_fill_and_invoice_readiness_appear_live_without_a_reload(

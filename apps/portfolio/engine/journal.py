@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
@@ -258,17 +259,11 @@ def _write_all(writes: list[tuple[Any, Write]], session: ClientSession) -> int:
     if _one_command(session):
         every = session.client.bulk_write([w for _, w in writes], session=session, verbose_results=True)
         return int(every.update_results[0].matched_count)
-    matched = -1
-    start = 0
-    while start < len(writes):
-        model = writes[start][0]
-        end = start
-        while end < len(writes) and writes[end][0] is model:
-            end += 1
-        result = _collection(model).bulk_write([w for _, w in writes[start:end]], ordered=True, session=session)
-        matched = result.matched_count if matched < 0 else matched
-        start = end
-    return matched
+    matched = []
+    for model, run in itertools.groupby(writes, key=lambda write: write[0]):
+        result = _collection(model).bulk_write([w for _, w in run], ordered=True, session=session)
+        matched.append(result.matched_count)
+    return matched[0]
 
 
 def commit(effects: Effects, *, shard: int, epoch: int, last_entry: str) -> None:
