@@ -1,12 +1,23 @@
 // The trader's live account: events from the feed socket (fills, cancels, expiries, ready invoices) applied
 // to the page's state in sequence, and the open-orders panel with its cancel buttons.
 
-import { AccountSequence, applyAccountEvent, describeFill, eventOrder, OpenOrdersLedger, withReadyInvoices } from "./account.js";
+import {
+  AccountSequence,
+  applyAccountEvent,
+  describeFill,
+  eventOrder,
+  loadFresh,
+  OpenOrdersLedger,
+  SliceVersions,
+  withReadyInvoices,
+} from "./account.js";
 import { debounce } from "./batching.js";
 import { escapeHtml, formatPrice, formatShortTime } from "./format.js";
 import { listOf } from "./panels.js";
 
 const OPEN_ORDERS_PATH = "/api/v1/orders?status=open&limit=100";
+const PORTFOLIO_PATH = "/api/v1/portfolio";
+const TRADES_PATH = "/api/v1/dashboard/orders";
 const TYPE_LABELS = { market: "Market", limit: "Limit", stop: "Stop", stop_limit: "Stop limit" };
 
 export function renderOpenOrders(element, orders) {
@@ -42,34 +53,40 @@ export function startAccountPanel({ $, boot, store, say, api, stats }) {
   // Settled and newly opened orders, so that an open-orders answer read before an event or a cancel cannot undo it.
   const ledger = new OpenOrdersLedger();
   const loadOpenOrders = startOpenOrders({ $, store, say, api, ledger });
+  // Slices an event changed, so that a portfolio or trades answer read before the event cannot undo it.
+  const versions = new SliceVersions();
   stats.account = account;
   let socketSend = () => {};
 
+  const setOrders = (orders) => store.set("orders", withReadyInvoices(orders, readyInvoices));
+  const load = (slice, path, use = (value) => store.set(slice, value)) =>
+    loadFresh(versions, slice, () => api.get(path), use);
+
   const refreshPortfolio = debounce(() => {
-    api
-      .get("/api/v1/portfolio")
-      .then((portfolio) => store.set("portfolio", portfolio))
-      .catch((error) => say(`Could not refresh the portfolio: ${error.message}`));
+    load("portfolio", PORTFOLIO_PATH).catch((error) => say(`Could not refresh the portfolio: ${error.message}`));
   }, 100);
 
-  // Events were lost (the history moved on): everything the events would have changed, from the API.
-  async function refreshAll() {
-    account.refreshes += 1;
-    const [portfolio, orders] = await Promise.all([api.get("/api/v1/portfolio"), api.get("/api/v1/dashboard/orders")]);
-    store.set("portfolio", portfolio);
-    setOrders(orders);
-    await loadOpenOrders();
+  // The cash, holdings and trades from the API (after an order, or when events were lost), and the open
+  // orders too when they may have changed.
+  async function refresh({ openOrders = true } = {}) {
+    await Promise.all([load("portfolio", PORTFOLIO_PATH), load("orders", TRADES_PATH, setOrders)]);
+    if (openOrders) await loadOpenOrders();
   }
 
-  function setOrders(orders) {
-    store.set("orders", withReadyInvoices(orders, readyInvoices));
+  // Events were lost (the history moved on): everything the events would have changed, from the API.
+  function refreshAll() {
+    account.refreshes += 1;
+    return refresh();
   }
 
   function apply(event) {
     account.events.push({ seq: event.seq, event: event.event, id: eventOrder(event)?.id ?? null });
     if (account.events.length > 200) account.events.splice(0, 100);
     const state = { orders: store.get("orders"), openOrders: store.get("openOrders"), portfolio: store.get("portfolio") };
-    for (const [slice, value] of Object.entries(applyAccountEvent(state, event, readyInvoices, ledger))) store.set(slice, value);
+    for (const [slice, value] of Object.entries(applyAccountEvent(state, event, readyInvoices, ledger))) {
+      versions.changed(slice);
+      store.set(slice, value);
+    }
     if (event.event === "order_filled") {
       const order = eventOrder(event);
       if (order?.type && order.type !== "market") say(describeFill(order), "ok");
@@ -93,8 +110,7 @@ export function startAccountPanel({ $, boot, store, say, api, stats }) {
   return {
     onFrame,
     onStatus,
-    setOrders,
-    loadOpenOrders,
+    refresh,
     useSocket: (send) => {
       socketSend = send;
     },

@@ -135,6 +135,34 @@ const TERMINAL_EVENTS = new Set(["order_filled", "order_cancelled", "order_expir
 // The state slices an event changes: { orders, openOrders, portfolio } (only those that changed), given
 // the current ones and the ids whose invoices are known to be ready. With a ledger, the event is noted in
 // it first, and an acceptance that arrives after the order settled (a cancel answered first) opens nothing.
+// Which fetched answers may still be applied. An answer requested before an event changed its slice (the
+// trades, the portfolio) may have been read by the server before that event's commit and would undo it:
+// `loadFresh` asks again instead.
+export class SliceVersions {
+  constructor() {
+    this.versions = new Map();
+  }
+
+  stamp(slice) {
+    return this.versions.get(slice) ?? 0;
+  }
+
+  changed(slice) {
+    this.versions.set(slice, this.stamp(slice) + 1);
+  }
+}
+
+// `fetch()` the slice and hand the answer to `use`, unless an event changed the slice while it was on its
+// way: then fetch again, at most `tries` times in all (after that the page keeps what the events made it).
+export async function loadFresh(versions, slice, fetch, use, tries = 3) {
+  for (let attempt = 0; attempt < tries; attempt += 1) {
+    const stamp = versions.stamp(slice);
+    const value = await fetch();
+    if (versions.stamp(slice) === stamp) return use(value);
+  }
+  return undefined;
+}
+
 export function applyAccountEvent(state, event, readyInvoices, ledger = null) {
   const order = eventOrder(event);
   const next = {};

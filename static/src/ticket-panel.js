@@ -98,11 +98,8 @@ function startOrderTicket({ $, quotes, store, say, api }, { account }) {
 
   // After an order: the new cash and holdings, the trades and the open orders. No polling: the invoice's
   // readiness (and later fills) arrive as account events on the feed socket.
-  async function refreshAccount(result) {
-    const [portfolio, orders] = await Promise.all([api.get("/api/v1/portfolio"), api.get("/api/v1/dashboard/orders")]);
-    store.set("portfolio", portfolio);
-    account.setOrders(orders);
-    if (result?.status !== "filled") await account.loadOpenOrders();
+  function refreshAccount(result) {
+    return account.refresh({ openOrders: result?.status !== "filled" });
   }
 
   showFields();

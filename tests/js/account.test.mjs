@@ -6,7 +6,15 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 
-import { AccountSequence, applyAccountEvent, describeFill, OpenOrdersLedger, withReadyInvoices } from "../../static/src/account.js";
+import {
+  AccountSequence,
+  applyAccountEvent,
+  describeFill,
+  loadFresh,
+  OpenOrdersLedger,
+  SliceVersions,
+  withReadyInvoices,
+} from "../../static/src/account.js";
 
 const RUNS = { numRuns: 300 };
 
@@ -353,4 +361,34 @@ test("a load read before a cancel and answered after it does not bring the order
   assert.equal(ledger.reconcile([resting], opened, token), null); // older than the answer already applied
   const reopened = applyAccountEvent({ openOrders: [], orders: [] }, { event: "order_accepted", order: resting }, new Set(), ledger);
   assert.deepEqual(reopened, {}); // an acceptance arriving after its cancel's answer opens nothing
+});
+
+// A trades (or portfolio) answer and the events racing it: the server's state moves on with every event;
+// each fetch reads the state at one moment of its flight, and events may be applied while it is away.
+test("Property: a trades or portfolio answer read before an event never undoes it; one read after is applied", async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.tuple(fc.nat(3), fc.boolean()), { minLength: 1, maxLength: 6 }), async (flights) => {
+      const versions = new SliceVersions();
+      let server = 0; // the state the server holds: how many events it has committed
+      let shown = 0; // what the page shows: events applied, or an answer
+      let flight = 0;
+      const event = () => {
+        server += 1;
+        versions.changed("orders");
+        shown = server; // the event itself brings the page up to date
+      };
+      const fetch = async () => {
+        const [eventsWhileAway, readBeforeThem] = flights[Math.min(flight, flights.length - 1)];
+        flight += 1;
+        const readNow = server;
+        for (let i = 0; i < eventsWhileAway; i += 1) event();
+        return readBeforeThem ? readNow : server;
+      };
+      await loadFresh(versions, "orders", fetch, (value) => {
+        shown = value;
+      });
+      assert.equal(shown, server); // never older than the events applied
+    }),
+    RUNS,
+  );
 });
