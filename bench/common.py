@@ -136,6 +136,7 @@ class Stack:
             "DJANGO_SECURE_SSL_REDIRECT": "0",
             "DJANGO_SECRET_KEY": BENCH_SECRET,
             "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",  # a process killed by a step (kill -9) keeps what it logged
             "PORT": str(port),
             **self.env,
         }

@@ -211,3 +211,34 @@ def test_a_killed_engine_loses_no_acknowledged_order_and_doubles_none(engines: E
         bought = sum(o["quantity"] for o in state.orders.values() if o["account"] == trader.pk)
         assert state.accounts[trader.pk][0] == int(STARTING_CASH * 100) - bought * int(PRICE * 100)
     assert all(seconds < SERVING_AGAIN_WITHIN for seconds in recoveries.values()), recoveries
+
+
+@pytest.mark.timeout(60)  # without the fix the claim waits behind the open transaction
+def test_a_transaction_a_killed_engine_left_open_is_aborted_by_the_next_claim_of_its_shard(db: None) -> None:
+    """kill -9 between a batch's writes and its commit leaves the transaction open on the server, holding the
+    shard's documents for up to a minute (transactionLifetimeLimitSeconds). The next engine's claim kills the
+    dead engine's session first: it takes the shard at once, and the abandoned writes never land."""
+    from pymongo import UpdateOne
+    from pymongo.errors import OperationFailure
+
+    from apps.portfolio.engine import journal
+    from apps.portfolio.engine.runner import Engine
+    from apps.portfolio.models import EngineShard
+
+    dead = Engine(0, client=redis_client(), window_ms=0)
+    dead.start()
+    assert dead.session is not None
+    abandoned = dead.session  # the batch in flight when the process died: written, never committed
+    abandoned.start_transaction()
+    stray = UpdateOne(
+        {"shard": 0}, {"$set": {"last_entry": "9999999999999-0"}}, namespace=journal._namespaced(EngineShard)
+    )
+    journal._write_all([(EngineShard, stray)], abandoned)
+
+    restarted = Engine(0, client=redis_client(), window_ms=0)
+    restarted.start()  # without the kill: a write conflict with the open transaction, for up to a minute
+    shard = EngineShard.objects.get(shard=0)
+    assert (shard.epoch, shard.last_entry) == (2, "0-0")
+    with pytest.raises(OperationFailure):
+        abandoned.commit_transaction()  # it was aborted by the claim
+    assert EngineShard.objects.get(shard=0).last_entry == "0-0"

@@ -71,11 +71,30 @@ def _ms(value: Any) -> int | None:
 # --- loading ----------------------------------------------------------------------------------------------
 
 
-def claim(shard: int) -> Checkpoint:
-    """Take the shard: the next epoch (fencing any engine still running it), with its checkpoint."""
-    document = _collection(EngineShard).find_one_and_update(
+def open_session() -> ClientSession:
+    """The engine's own MongoDB session: every batch's transaction runs on it, and its id is the shard's."""
+    connection.ensure_connection()
+    return connection.connection.start_session()
+
+
+def claim(shard: int, session: ClientSession) -> Checkpoint:
+    """Take the shard: the next epoch (fencing any engine still running it), with its checkpoint.
+
+    A killed engine may have left a transaction open (kill -9 between its writes and its commit): the server
+    keeps it, holding the shard's documents, for up to a minute (transactionLifetimeLimitSeconds). So the
+    previous engine's session, recorded here at its claim, is killed first: its transaction is aborted at
+    once, and this claim does not wait behind it."""
+    shards = _collection(EngineShard)
+    previous = shards.find_one({"shard": shard}, {"session": 1})
+    if previous is not None and previous.get("session"):
+        connection.connection.admin.command("killSessions", [previous["session"]])
+    document = shards.find_one_and_update(
         {"shard": shard},
-        {"$inc": {"epoch": 1}, "$setOnInsert": {"last_entry": "0-0", "updated_at": None}},
+        {
+            "$inc": {"epoch": 1},
+            "$set": {"session": session.session_id},
+            "$setOnInsert": {"last_entry": "0-0", "updated_at": None},
+        },
         upsert=True,
         return_document=ReturnDocument.AFTER,
     )
@@ -266,17 +285,15 @@ def _write_all(writes: list[tuple[Any, Write]], session: ClientSession) -> int:
     return matched[0]
 
 
-def commit(effects: Effects, *, shard: int, epoch: int, last_entry: str) -> None:
-    """Write the batch and move the checkpoint to `last_entry`, in one transaction; Fenced if the shard moved on."""
-    connection.ensure_connection()
-    client = connection.connection
+def commit(effects: Effects, *, session: ClientSession, shard: int, epoch: int, last_entry: str) -> None:
+    """Write the batch and move the checkpoint to `last_entry`, in one transaction on the engine's `session`
+    (see `claim`); Fenced if the shard moved on."""
     # No read concern: the transaction reads nothing (the engine decided from memory); its writes are atomic,
     # and the fenced checkpoint update is what a second engine on the shard would conflict with.
-    concerns = {"write_concern": WriteConcern("majority")}
     mark = {"last_entry": last_entry, "updated_at": moment(effects.at_ms)}
     checkpoint = UpdateOne({"shard": shard, "epoch": epoch}, {"$set": mark}, namespace=_namespaced(EngineShard))
     writes: list[tuple[Any, Write]] = [(EngineShard, checkpoint), *_batch_writes(effects)]
-    with client.start_session() as session, session.start_transaction(**concerns):
+    with session.start_transaction(write_concern=WriteConcern("majority")):
         if _write_all(writes, session) != 1:  # raising here aborts the transaction: nothing is written
             raise Fenced(f"shard {shard}: epoch {epoch} is no longer the shard's")
 

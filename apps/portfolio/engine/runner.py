@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from pymongo.client_session import ClientSession
 
 from apps.core import order_stream
 from apps.core.clock import moment
@@ -111,6 +112,7 @@ class Engine:
         self.stream = order_stream.stream_key(shard)
         self.state = EngineState(shard)
         self.checkpoint = journal.Checkpoint(0, "0-0")
+        self.session: ClientSession | None = None  # MongoDB's, owned by this engine from its claim on
         self.decided = 0
         self._own_pending = True
         self._expiry_sent_at = -1.0
@@ -124,7 +126,10 @@ class Engine:
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
-        self.checkpoint = journal.claim(self.shard)
+        if self.session is not None:
+            self.session.end_session()  # a reload: the new session's claim fences this one's work
+        self.session = journal.open_session()
+        self.checkpoint = journal.claim(self.shard, self.session)
         state = EngineState(self.shard)
         resting = journal.open_orders(order_stream.shard_of, self.shard)
         state.accounts = journal.load_accounts({order.account_id for order in resting})
@@ -235,7 +240,10 @@ class Engine:
 
     def _commit(self, effects: Effects, *, last_entry: str) -> None:
         started = time.perf_counter()
-        journal.commit(effects, shard=self.shard, epoch=self.checkpoint.epoch, last_entry=last_entry)
+        assert self.session is not None  # start() opened it
+        journal.commit(
+            effects, session=self.session, shard=self.shard, epoch=self.checkpoint.epoch, last_entry=last_entry
+        )
         ENGINE_COMMIT_SECONDS.observe(time.perf_counter() - started)
         self.checkpoint = journal.Checkpoint(self.checkpoint.epoch, last_entry)
         ENGINE_LAG.set(max(0.0, (self.now_ms() - effects.at_ms) / 1000))
