@@ -68,7 +68,7 @@ API_MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.monitoring.middleware.RequestMetricsMiddleware",
     "apps.core.middleware.AllowedHostMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    "apps.core.middleware.SecurityMiddleware",  # Django's, without a thread hop
     "apps.core.ratelimit.ApiRateLimitMiddleware",
 ]
 

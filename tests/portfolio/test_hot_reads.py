@@ -150,3 +150,27 @@ def test_orders_in_one_process_wait_for_the_engine_side_by_side(
 
     answers = async_to_sync(together)()
     assert [status for status, _, _ in answers] == [201, 201], answers
+
+
+def test_a_hot_read_and_an_order_on_the_lean_api_stack_make_no_thread_hop(
+    active_trader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No middleware hops to a thread: a sync-only one (Django's SecurityMiddleware was one) runs its
+    process_request and process_response each through sync_to_async, and the first makes the request a
+    thread of its own. (Django's handler still sends its request signals through one.)"""
+    from asgiref import sync
+
+    assert asgi_post("/api/v1/orders", active_trader, {"symbol": "ACME", "side": "buy", "quantity": 1})[0] == 201
+    assert get("/api/v1/me", active_trader)[0] == 200  # both paths' caches are warm
+    hops: list[object] = []
+    real = sync.SyncToAsync.__call__
+
+    async def counted(self: sync.SyncToAsync, *args: Any, **kwargs: Any) -> Any:
+        hops.append(self.func)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted)
+    assert asgi_post("/api/v1/orders", active_trader, {"symbol": "ACME", "side": "buy", "quantity": 1})[0] == 201
+    status, headers, _ = asgi_get("/api/v1/me", active_trader)
+    assert status == 200 and headers[b"x-content-type-options"] == b"nosniff"  # the security headers stay
+    assert [f for f in hops if getattr(f, "__name__", "").startswith("process_")] == []

@@ -148,6 +148,26 @@ def test_the_batch_transaction_writes_the_checkpoint_first_and_commits_with_majo
     assert "commitTransaction" in commit and commit["writeConcern"] == {"w": "majority"}
 
 
+def test_batches_follow_one_another_on_the_engines_one_session_without_a_reload(
+    market, make_trader, round_trips
+) -> None:
+    """Every batch commits on the engine's one session: the second and later transactions must not carry a
+    read concern (a causally consistent session adds afterClusterTime, which bulkWrite refuses: each such
+    batch failed and reloaded the engine)."""
+    from apps.portfolio.models import EngineShard
+
+    trader, _ = make_trader("1000.00")
+    place_order(trader=trader, symbol="ACME", side="buy", quantity=1)
+    round_trips(all_threads=True)
+    epochs = dict(EngineShard.objects.values_list("shard", "epoch"))
+    for _ in range(3):
+        place_order(trader=trader, symbol="ACME", side="buy", quantity=1)
+    transactions = engine_transactions()
+    assert len(transactions) == 3 and len({str(t[0]["lsid"]) for t in transactions}) == 1
+    assert all("readConcern" not in document for t in transactions for document in t)
+    assert dict(EngineShard.objects.values_list("shard", "epoch")) == epochs  # no reload took the shard again
+
+
 @pytest.mark.parametrize("side", ["buy", "sell"])
 def test_an_order_costs_one_transaction_of_two_commands(market, make_trader, round_trips, side) -> None:
     """Checkpoint, orders, invoices, traders, holdings in one bulkWrite, then the commit: nothing else, and

@@ -132,7 +132,7 @@ class Engine:
         self.checkpoint = journal.claim(self.shard, self.session)
         state = EngineState(self.shard)
         resting = journal.open_orders(order_stream.shard_of, self.shard)
-        state.accounts = journal.load_accounts({order.account_id for order in resting})
+        state.accounts = journal.load_shard_accounts(order_stream.shard_of, self.shard)
         for order in resting:
             state.rest(order)
         state.prices = every_latest_price()  # the freshest known; the stream's ticks follow
