@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from apps.core.cache.layers import shared_cache
 from apps.core.metrics import RATE_LIMIT_DEGRADED, RATE_LIMITED
 from apps.core.middleware import HybridMiddleware
 from apps.core.tokens import TokenContext, token_context, token_context_async
@@ -75,7 +75,7 @@ def count_request(client: str, *, now: float | None = None) -> Usage:
     limit, period = int(count_text), PERIOD_SECONDS[period_letter]
     now = time.time() if now is None else now
     window = int(now // period)
-    cache = caches["default"]
+    cache = shared_cache("default")
     key = cache.make_key(f"rl:{client}:{window}")
     pipe = cache.client.get_client(write=True).pipeline(transaction=False)  # type: ignore[attr-defined]
     pipe.incr(key)

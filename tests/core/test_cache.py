@@ -371,3 +371,25 @@ def test_an_invalidation_waits_for_the_commit_and_is_dropped_on_rollback() -> No
         invalidate_after_commit("profiles", "alice")
         raise RuntimeError("the write failed")
     assert cached("profiles", "alice", loader) == "after"
+
+
+def test_every_async_context_and_thread_shares_one_cache_object_until_the_caches_setting_changes(
+    settings: Any,
+) -> None:
+    """Django's `caches` builds a cache (and a django-redis client, connecting) per thread and per async
+    context: under ASGI once a request. The rate limiter and the two-layer cache share one a process."""
+    import asyncio
+
+    from apps.core.cache.layers import shared_cache
+
+    async def in_a_context_of_its_own() -> object:
+        return shared_cache("default")
+
+    first = asyncio.run(in_a_context_of_its_own())
+    seen: list[object] = []
+    worker = threading.Thread(target=lambda: seen.append(shared_cache("default")))
+    worker.start()
+    worker.join()
+    assert asyncio.run(in_a_context_of_its_own()) is first and seen == [first]
+    settings.CACHES = {**settings.CACHES}  # a test's new settings take effect, as with Django's `caches`
+    assert shared_cache("default") is not first
