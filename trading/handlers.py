@@ -99,4 +99,6 @@ def http_application(full: AsgiApp) -> AsgiApp:
         RequestRouter(full),
         max_in_flight=settings.ADMISSION_MAX_IN_FLIGHT,
         max_lag_ms=settings.ADMISSION_MAX_LAG_MS,
+        max_parked=settings.ADMISSION_MAX_PARKED,
+        max_wait_ms=settings.ADMISSION_MAX_WAIT_MS,
     )

@@ -128,11 +128,16 @@ ACCOUNT_EVENTS_HISTORY = positive_int("ACCOUNT_EVENTS_HISTORY", 500)
 ACCOUNT_EVENTS_TTL_SECONDS = positive_int("ACCOUNT_EVENTS_TTL_SECONDS", 86_400)
 HEALTH_CACHE_SECONDS = positive_int("HEALTH_CACHE_SECONDS", 5)  # /healthz reuses its checks this long
 
-# Admission control (apps/core/admission.py): HTTP requests one server process serves at once;
-# past it a request is refused at once with 503 + Retry-After. An order waiting for the engine holds
-# no thread and no connection (a future on the loop), so a burst of orders may be many requests at
-# once; the lag bound below is what guards the loop (docs/performance.md, "API under load", "orders").
-ADMISSION_MAX_IN_FLIGHT = positive_int("ADMISSION_MAX_IN_FLIGHT", 64)
+# Admission control (apps/core/admission.py): HTTP requests one server process works on at once;
+# past it a request is refused at once with 503 + Retry-After. Under overload each admitted request
+# waits for the others' CPU, so this bounds the latency of what is admitted (64: admitted reads p95
+# 856 ms at twice the sustainable rate, 40: 167 ms, 24: 90 ms; docs/performance.md, "API under load").
+ADMISSION_MAX_IN_FLIGHT = positive_int("ADMISSION_MAX_IN_FLIGHT", 24)
+# ...besides up to this many requests that only wait on another process (an order awaiting the engine's
+# answer: a future on the loop, no thread, no CPU), so a burst of orders is not refused for their number.
+ADMISSION_MAX_PARKED = positive_int("ADMISSION_MAX_PARKED", 1000)
+# ...and how long a request may wait for a slot while the loop keeps up (a burst; 0: refuse at once).
+ADMISSION_MAX_WAIT_MS = float(non_negative_decimal("ADMISSION_MAX_WAIT_MS", "50"))
 # ...and the event-loop lag past which it refuses new requests (0 turns the bound off): the hot
 # reads run on the loop, so its backlog, not the requests in flight, is what grows under overload.
 ADMISSION_MAX_LAG_MS = float(non_negative_decimal("ADMISSION_MAX_LAG_MS", "50"))

@@ -8,6 +8,12 @@ Two bounds, either of which refuses a request at once with 503 and `Retry-After`
   it woke; while LAG_STREAK probes in a row woke later than the bound, new requests are
   refused. One slow callback (a cold first request, a collection) makes one late probe,
   not an overload: the next probe is on time again.
+A request that only waits on another process (an order awaiting the engine's answer, a future on the loop:
+no thread, no CPU) steps aside while it waits (`parked()`): its slot serves another request, so a burst of
+orders is not refused for the requests it holds, and the in-flight bound stays one of work. At most
+ADMISSION_MAX_PARKED wait so at once; past it a waiting request keeps its slot. When every slot is taken
+but the loop keeps up, a new request waits up to ADMISSION_MAX_WAIT_MS for one to be handed over (a burst),
+then is refused.
 Under overload the excess is turned away in well under a millisecond of work instead of
 queueing until every request times out, and the requests that were admitted keep their
 latency. The request's MongoDB deadline (RequestMetricsMiddleware) starts inside Django,
@@ -19,8 +25,12 @@ must tell "busy" from "dead"), and WebSockets are not HTTP requests.
 """
 
 import asyncio
+import contextlib
+import contextvars
 import json
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from apps.core.metrics import ADMISSION_REFUSED
@@ -71,13 +81,45 @@ class LoopLag:
             loop.call_later(self.interval, self._probe, loop, now + self.interval)
 
 
+_admitted_by: contextvars.ContextVar["AdmissionControl | None"] = contextvars.ContextVar("admitted_by", default=None)
+
+
+@contextmanager
+def parked() -> Iterator[None]:
+    """While the block waits on another process, the request's slot serves another request (see above)."""
+    control = _admitted_by.get()
+    if control is None or control.parked >= control.max_parked:
+        yield
+        return
+    control.release()
+    control.parked += 1
+    try:
+        yield
+    finally:
+        control.parked -= 1
+        control.in_flight += 1
+
+
 class AdmissionControl:
-    def __init__(self, app: AsgiApp, *, max_in_flight: int, max_lag_ms: float = 0, lag: LoopLag | None = None) -> None:
+    def __init__(
+        self,
+        app: AsgiApp,
+        *,
+        max_in_flight: int,
+        max_lag_ms: float = 0,
+        max_parked: int = 0,
+        max_wait_ms: float = 0,
+        lag: LoopLag | None = None,
+    ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
         self.max_lag = max_lag_ms / 1000  # 0: no lag bound
+        self.max_parked = max_parked
+        self.max_wait = max_wait_ms / 1000  # 0: refuse at once when full
         self.lag = lag or LoopLag(bound=self.max_lag)
         self.in_flight = 0  # one event loop per process: no lock needed
+        self.parked = 0  # admitted requests waiting on another process, not counted in in_flight
+        self._waiting: deque[asyncio.Future[None]] = deque()  # for a slot, first come first served
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in EXEMPT_PATHS:
@@ -85,14 +127,45 @@ class AdmissionControl:
             return
         if self.max_lag:
             self.lag.ensure_running()
-        if self.in_flight >= self.max_in_flight or (self.max_lag and self.lag.overloaded):
+        if (self.max_lag and self.lag.overloaded) or not await self._slot():
             await self._refuse(scope, send)
             return
-        self.in_flight += 1
+        token = _admitted_by.set(self)
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            _admitted_by.reset(token)
+            self.release()
+
+    async def _slot(self) -> bool:
+        """Take a slot: free now, or handed over within max_wait by a request that ends or parks. A burst the
+        loop keeps up with (orders arriving at once, which park as soon as they are sent) waits a few
+        milliseconds instead of being refused; a lagging loop refused the request before it got here."""
+        if self.in_flight < self.max_in_flight and not self._waiting:
+            self.in_flight += 1
+            return True
+        if not self.max_wait or len(self._waiting) >= self.max_in_flight:
+            return False
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(handed)
+        try:
+            await asyncio.wait_for(handed, self.max_wait)
+            return True  # release() passed its slot on: in_flight already counts this request
+        except TimeoutError:
+            return False
+        finally:
+            if not handed.done() or handed.cancelled():
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(handed)
+
+    def release(self) -> None:
+        """Give a slot back: to the longest waiting request, else to the pool."""
+        while self._waiting:
+            handed = self._waiting.popleft()
+            if not handed.done():
+                handed.set_result(None)
+                return
+        self.in_flight -= 1
 
     @staticmethod
     async def _refuse(scope: Scope, send: Send) -> None:

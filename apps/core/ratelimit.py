@@ -21,7 +21,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from apps.core.cache.layers import shared_cache
+from apps.core.cache.shared import shared_cache
 from apps.core.metrics import RATE_LIMIT_DEGRADED, RATE_LIMITED
 from apps.core.middleware import HybridMiddleware
 from apps.core.tokens import TokenContext, token_context, token_context_async

@@ -146,3 +146,73 @@ def test_without_a_lag_bound_only_requests_in_flight_are_counted() -> None:
         assert (await busy)[0]["status"] == 200
 
     asyncio.run(scenario())
+
+
+class ParkingApp(HeldApp):
+    """Requests that wait on another process (as an order awaits the engine) inside `parked()`."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from apps.core.admission import parked
+
+        self.calls += 1
+        with parked():
+            await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_requests_waiting_on_another_process_give_their_slot_to_others_up_to_the_parking_bound() -> None:
+    async def scenario() -> None:
+        inner = ParkingApp()
+        app = AdmissionControl(inner, max_in_flight=2, max_parked=3)
+        waiting = [asyncio.create_task(request(app)) for _ in range(5)]
+        while inner.calls < 5:  # two slots served five: three of them parked
+            await asyncio.sleep(0)
+        assert (app.in_flight, app.parked) == (2, 3)  # the fourth and fifth kept their slots: full
+        assert (await request(app))[0]["status"] == 503
+        inner.release.set()
+        assert [(await task)[0]["status"] for task in waiting] == [200] * 5
+        assert (app.in_flight, app.parked) == (0, 0)
+
+    asyncio.run(scenario())
+
+
+def test_parking_outside_an_admitted_request_changes_nothing() -> None:
+    from apps.core.admission import parked
+
+    with parked():  # admin, a management command, a test: no admission control around it
+        pass
+
+
+def test_a_full_process_whose_loop_keeps_up_hands_a_freed_slot_to_the_request_waiting_for_it() -> None:
+    async def scenario() -> None:
+        inner = HeldApp()
+        app = AdmissionControl(inner, max_in_flight=1, max_wait_ms=1000)
+        first = asyncio.create_task(request(app))
+        while inner.calls < 1:
+            await asyncio.sleep(0)
+        second = asyncio.create_task(request(app))  # a burst: waits for the slot, not refused
+        while not app._waiting:
+            await asyncio.sleep(0)
+        assert inner.calls == 1 and len(app._waiting) == 1
+        inner.release.set()
+        assert [(await first)[0]["status"], (await second)[0]["status"]] == [200, 200]
+        assert inner.calls == 2 and app.in_flight == 0 and not app._waiting
+
+    asyncio.run(scenario())
+
+
+def test_a_request_waits_for_a_slot_at_most_max_wait_then_is_refused() -> None:
+    async def scenario() -> None:
+        inner = HeldApp()
+        app = AdmissionControl(inner, max_in_flight=1, max_wait_ms=20)
+        held = asyncio.create_task(request(app))
+        while inner.calls < 1:
+            await asyncio.sleep(0)
+        refused = await request(app)  # nothing frees the slot within 20 ms
+        assert refused[0]["status"] == 503 and inner.calls == 1 and not app._waiting
+        inner.release.set()
+        await held
+        assert app.in_flight == 0
+
+    asyncio.run(scenario())

@@ -380,7 +380,7 @@ def test_every_async_context_and_thread_shares_one_cache_object_until_the_caches
     context: under ASGI once a request. The rate limiter and the two-layer cache share one a process."""
     import asyncio
 
-    from apps.core.cache.layers import shared_cache
+    from apps.core.cache.shared import shared_cache
 
     async def in_a_context_of_its_own() -> object:
         return shared_cache("default")

@@ -15,13 +15,12 @@ from typing import Any, TypeVar
 
 import redis
 from django.conf import settings
-from django.core.cache import BaseCache, caches
-from django.core.signals import setting_changed
 
 from apps.core import codec
 from apps.core.breaker import CircuitBreaker
 from apps.core.cache.envelope import Envelope, decode_envelope, encode_envelope
 from apps.core.cache.local import Clock, InvalidationListener, LocalCache
+from apps.core.cache.shared import shared_cache
 from apps.core.metrics import CACHE_DEGRADED, CACHE_REQUESTS
 from apps.core.redis import REDIS_ERRORS, redis_client
 from apps.core.redis import key as redis_key
@@ -49,27 +48,6 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
 end
 return 0
 """
-
-
-_shared_caches: dict[str, BaseCache] = {}
-
-
-def shared_cache(alias: str = "default") -> BaseCache:
-    """The cache `alias` as one object a process. Django's `caches` keeps one a thread and async context, so
-    under ASGI every request built its own, with a django-redis client connecting anew (~0.3 ms a request);
-    django-redis' cache and client are thread-safe (one connection pool), so one serves them all."""
-    found = _shared_caches.get(alias)
-    if found is None:
-        found = _shared_caches[alias] = caches.create_connection(alias)
-    return found
-
-
-def _forget_shared_caches(*, setting: str, **kwargs: Any) -> None:
-    if setting == "CACHES":  # as Django's `caches` does: a test's settings take effect at once
-        _shared_caches.clear()
-
-
-setting_changed.connect(_forget_shared_caches)
 
 
 class CacheMiss(Exception):

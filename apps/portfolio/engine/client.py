@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.core import order_stream
+from apps.core.admission import parked
 from apps.core.redis import REDIS_ERRORS, async_redis_client, key, redis_client
 from apps.portfolio.engine.commands import Adjust, Caller, Cancel, Place, as_fields
 from apps.portfolio.engine.runner import heartbeat_key
@@ -121,7 +122,8 @@ async def submit(command_for: Any, *, account_id: Any, user_id: Any) -> dict[str
     listener.futures[command.caller.request_id] = future
     try:
         await listener.client.xadd(order_stream.stream_key(shard), order_stream.encode(as_fields(command)))  # type: ignore[arg-type]
-        return await asyncio.wait_for(future, timeout=settings.ENGINE_REPLY_TIMEOUT_SECONDS)
+        with parked():  # waiting on the engine: the request's admission slot serves another meanwhile
+            return await asyncio.wait_for(future, timeout=settings.ENGINE_REPLY_TIMEOUT_SECONDS)
     except TimeoutError:
         raise EngineUnavailable("the order engine did not answer in time") from None
     except REDIS_ERRORS as error:
