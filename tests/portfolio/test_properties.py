@@ -406,11 +406,19 @@ def test_property_35_a_command_re_read_after_a_crash_is_applied_once(market, cra
             engine = runner.Engine(shard, client=client, window_ms=0)  # the restarted process, same consumer
             engine.start()
     assert restarts == len(crashes) and crashing == []
+    # The engines published every answer before drain() returned, and Redis delivers a channel's messages in
+    # the order it ran the PUBLISHes: once our own last one arrives, nothing more is on its way.
+    client.publish(channel, json.dumps({"r": "end"}))
     answers: dict[str, list[dict[str, Any]]] = {}
-    while (message := replies.get_message(timeout=0.5)) is not None or len(answers) < len(sent):
-        if message is not None and message["type"] == "message":
-            answer = json.loads(message["data"])
-            answers.setdefault(answer["r"], []).append(answer)
+    while True:
+        message = replies.get_message(timeout=5)
+        assert message is not None, "the end marker never arrived"
+        if message["type"] != "message":
+            continue
+        answer = json.loads(message["data"])
+        if answer["r"] == "end":
+            break
+        answers.setdefault(answer["r"], []).append(answer)
     replies.close()
     assert all(len(answers.get(r, [])) == 1 for r in sent), answers  # each caller answered once
     shown = [answers[r][0] for r in sent]
