@@ -53,11 +53,13 @@ class ThreadLending(_HandlerWith):
     sends its request_started and request_finished signals through sync_to_async. That was about a quarter
     of a web process' CPU on the lean API stack. asgiref lets the caller own a context's executor (not
     shut down on exit, reusable), so a request still has one thread to itself while it runs, as Django
-    means, and the thread serves a later request after. The pool holds at most as many executors as
-    requests ran at once (admission control bounds them); only the event loop touches it."""
+    means, and the thread serves a later request after. The pool keeps at most `max_idle` executors (a burst
+    of orders awaiting the engine may hold many at once; the rest end with it); only the event loop
+    touches it."""
 
-    def __init__(self, middleware: list[str]) -> None:
+    def __init__(self, middleware: list[str], *, max_idle: int = 64) -> None:
         super().__init__(middleware)
+        self.max_idle = max_idle
         self._idle: list[ThreadPoolExecutor] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,7 +70,10 @@ class ThreadLending(_HandlerWith):
             async with ThreadSensitiveContext(executor=executor):
                 await self.handle(scope, receive, send)
         finally:
-            self._idle.append(executor)
+            if len(self._idle) < self.max_idle:
+                self._idle.append(executor)
+            else:
+                executor.shutdown(wait=False)
 
 
 def _sends_bearer(scope: Scope) -> bool:

@@ -119,7 +119,7 @@ class AdmissionControl:
         self.lag = lag or LoopLag(bound=self.max_lag)
         self.in_flight = 0  # one event loop per process: no lock needed
         self.parked = 0  # admitted requests waiting on another process, not counted in in_flight
-        self._waiting: deque[asyncio.Future[None]] = deque()  # for a slot, first come first served
+        self._waiting: deque[asyncio.Future[bool]] = deque()  # for a slot, first come first served
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in EXEMPT_PATHS:
@@ -146,24 +146,30 @@ class AdmissionControl:
             return True
         if not self.max_wait or len(self._waiting) >= self.max_in_flight:
             return False
-        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        handed: asyncio.Future[bool] = loop.create_future()  # True: a slot handed over; False: max_wait passed
         self._waiting.append(handed)
+        timer = loop.call_later(self.max_wait, _expire, handed)
+        taken = False
         try:
-            await asyncio.wait_for(handed, self.max_wait)
-            return True  # release() passed its slot on: in_flight already counts this request
-        except TimeoutError:
-            return False
+            taken = await handed  # in_flight already counts this request when True
+        except asyncio.CancelledError:  # the client went away while it waited
+            if handed.done() and not handed.cancelled() and handed.result():
+                self.release()  # a slot was handed over just then: pass it on, or it is lost for good
+            raise
         finally:
-            if not handed.done() or handed.cancelled():
+            timer.cancel()
+            if not taken:
                 with contextlib.suppress(ValueError):
                     self._waiting.remove(handed)
+        return taken
 
     def release(self) -> None:
         """Give a slot back: to the longest waiting request, else to the pool."""
         while self._waiting:
             handed = self._waiting.popleft()
             if not handed.done():
-                handed.set_result(None)
+                handed.set_result(True)
                 return
         self.in_flight -= 1
 
@@ -182,3 +188,8 @@ class AdmissionControl:
             }
         )
         await send({"type": "http.response.body", "body": REFUSAL_BODY})
+
+
+def _expire(handed: asyncio.Future[bool]) -> None:
+    if not handed.done():
+        handed.set_result(False)

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from collections import deque
 from typing import Any
 
 from apps.core.admission import AdmissionControl
@@ -184,16 +185,27 @@ def test_parking_outside_an_admitted_request_changes_nothing() -> None:
         pass
 
 
+async def holding_the_only_slot(max_wait_ms: float) -> tuple[HeldApp, AdmissionControl, asyncio.Task[Any]]:
+    """A process with one slot, taken by a request the app holds until released."""
+    inner = HeldApp()
+    app = AdmissionControl(inner, max_in_flight=1, max_wait_ms=max_wait_ms)
+    held = asyncio.create_task(request(app))
+    while inner.calls < 1:
+        await asyncio.sleep(0)
+    return inner, app, held
+
+
+async def waiting_for_a_slot(app: AdmissionControl) -> asyncio.Task[Any]:
+    waiting = asyncio.create_task(request(app))  # a burst: waits for the slot, not refused
+    while not app._waiting:
+        await asyncio.sleep(0)
+    return waiting
+
+
 def test_a_full_process_whose_loop_keeps_up_hands_a_freed_slot_to_the_request_waiting_for_it() -> None:
     async def scenario() -> None:
-        inner = HeldApp()
-        app = AdmissionControl(inner, max_in_flight=1, max_wait_ms=1000)
-        first = asyncio.create_task(request(app))
-        while inner.calls < 1:
-            await asyncio.sleep(0)
-        second = asyncio.create_task(request(app))  # a burst: waits for the slot, not refused
-        while not app._waiting:
-            await asyncio.sleep(0)
+        inner, app, first = await holding_the_only_slot(max_wait_ms=1000)
+        second = await waiting_for_a_slot(app)
         assert inner.calls == 1 and len(app._waiting) == 1
         inner.release.set()
         assert [(await first)[0]["status"], (await second)[0]["status"]] == [200, 200]
@@ -204,15 +216,27 @@ def test_a_full_process_whose_loop_keeps_up_hands_a_freed_slot_to_the_request_wa
 
 def test_a_request_waits_for_a_slot_at_most_max_wait_then_is_refused() -> None:
     async def scenario() -> None:
-        inner = HeldApp()
-        app = AdmissionControl(inner, max_in_flight=1, max_wait_ms=20)
-        held = asyncio.create_task(request(app))
-        while inner.calls < 1:
-            await asyncio.sleep(0)
+        inner, app, held = await holding_the_only_slot(max_wait_ms=20)
         refused = await request(app)  # nothing frees the slot within 20 ms
         assert refused[0]["status"] == 503 and inner.calls == 1 and not app._waiting
         inner.release.set()
         await held
         assert app.in_flight == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_slot_handed_to_a_request_that_gives_up_at_that_moment_is_passed_on_not_lost() -> None:
+    async def scenario() -> None:
+        inner, app, held = await holding_the_only_slot(max_wait_ms=1000)
+        waiting = await waiting_for_a_slot(app)
+        app.release()  # the holder parks: its slot is handed to the waiting request...
+        waiting.cancel()  # ...whose client disconnects before it runs
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        app.in_flight += 1  # the holder's answer arrived: it counts again (as parked() does)
+        inner.release.set()
+        await held
+        assert (app.in_flight, app._waiting) == (0, deque())
 
     asyncio.run(scenario())

@@ -67,3 +67,17 @@ def test_a_request_that_fails_still_returns_its_thread() -> None:
     with pytest.raises(RuntimeError):
         asyncio.run(handler(SCOPE, None, None))
     assert len(handler._idle) == 1
+
+
+def test_the_pool_keeps_at_most_max_idle_threads() -> None:
+    """A burst (orders awaiting the engine hold their threads) must not leave its threads behind for good."""
+    threads: list[tuple[str, int]] = []
+
+    async def two_at_once() -> ThreadLending:
+        handler = handler_recording(threads, asyncio.Barrier(2))
+        handler.max_idle = 1
+        await asyncio.gather(handler(SCOPE, None, None), handler({**SCOPE, "path": "/api/v1/orders"}, None, None))
+        return handler
+
+    handler = asyncio.run(two_at_once())
+    assert len({thread for _, thread in threads}) == 2 and len(handler._idle) == 1
