@@ -479,7 +479,8 @@ def measure(*, quick: bool) -> tuple[str, list[str]]:
     body = (
         "## API under load (issue 11)\n\n"
         "Open loop: Poisson arrivals, latency from the scheduled send time, aiohttp on uvloop in the bench "
-        "process; the full Procfile stack running (uvicorn x2, Celery worker and beat, simulator at its default "
+        "process; the full Procfile stack running (HAProxy in front of uvicorn x2, Celery worker and beat, "
+        "simulator at its default "
         "tick rate, persister), DEBUG off, the real 100/minute rate limit, "
         f"{traders} traders' tokens round robin. Reads cycle through {', '.join(p.split('?')[0] for p in READ_PATHS)}; "
         "orders are market buys of one share by distinct traders. Each rate runs until one misses its target "

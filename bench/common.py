@@ -124,11 +124,12 @@ class Stack:
     def start(self, port: int) -> None:
         from django.conf import settings
 
-        from trading.devstack import wait_for_port
+        from trading.devstack import proxy_env, tool_path, wait_for_port
 
         env = {
             **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            **proxy_env(port),
+            "PATH": tool_path(Path(sys.executable).parent),
             "MONGODB_NAME": settings.DATABASES["default"]["NAME"],
             "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
             "DJANGO_DEBUG": "0",
@@ -144,7 +145,8 @@ class Stack:
         self.commands, self.environment = procfile_commands(port), env
         for name in self.commands:
             self.spawn(name)
-        wait_for_port(port, process=self.processes["web"], what="the web server", timeout=60)
+        wait_for_port(int(env["WEB_PORT"]), process=self.processes["web"], what="the web server", timeout=60)
+        wait_for_port(port, process=self.processes["proxy"], what="the proxy", timeout=60)
 
     def spawn(self, name: str) -> subprocess.Popen[bytes]:
         """Start (or start again, as a supervisor would after a crash) one of the Procfile's processes."""

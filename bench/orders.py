@@ -45,7 +45,7 @@ SERVING_TARGET_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 RETRY_DEADLINE_SECONDS = 30.0
 KEEP_ALIVE_SECONDS = 3.0  # a connection idle longer is not reused (uvicorn closes one idle for 5 s)
-ORDER_ROLES = ("web", "engine", "database", "redis", "worker", "beat")  # what an order costs; not the market's
+ORDER_ROLES = ("proxy", "web", "engine", "database", "redis", "worker", "beat")  # what an order costs; not the market's
 READ_PATHS = [
     "/api/v1/me",
     "/api/v1/portfolio",
@@ -599,7 +599,8 @@ def report(
     return (
         "## Orders on the full stack (issue 26)\n\n"
         "Open loop at fixed rates (latency from the scheduled send time), plain asyncio HTTP in the bench process; "
-        "every Procfile process running (uvicorn x2, the order engine, Celery worker and beat, the simulator, the "
+        "every Procfile process running (HAProxy in front of uvicorn x2, the order engine, Celery worker and "
+        "beat, the simulator, the "
         f"persister), DEBUG off, the rate limiter counting but out of reach, {traders} traders round robin. Orders "
         "are market buys of one share. Rates rise until one misses p95 <= 50 ms with 0 errors. CPU in percent of "
         f"one core. Machine load average {load:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} cores, "

@@ -557,7 +557,9 @@ class Run:
         return self.reached / self.expected if self.expected else float("nan")
 
     def server_cpu(self) -> float:
-        return self.cpu.get("raw server" if self.server == "raw" else "web", 0.0)
+        if self.server == "raw":
+            return self.cpu.get("raw server", 0.0)
+        return self.cpu.get("web", 0.0) + self.cpu.get("proxy", 0.0)  # the project's sockets pass the proxy too
 
     def cpu_per_update_us(self) -> float:
         return self.server_cpu() / 100 * self.seconds / self.received * 1e6 if self.received else float("nan")
@@ -811,7 +813,8 @@ def report(
     lines = [
         "## WebSocket fan-out (`bench/ws_fanout.py`, issue 17)",
         "",
-        "The full Procfile stack running as `make run` starts it (uvicorn x2 serving the hub, Celery worker and "
+        "The full Procfile stack running as `make run` starts it (HAProxy in front of uvicorn x2 serving the hub, "
+        "Celery worker and "
         f"beat, the simulator at its default {SYMBOLS} symbols and 500 ticks/s, the persister), DEBUG off; next to "
         "it the raw ceiling: one `websockets` process on uvloop reading the same ticks the same way "
         "(`RedisSymbolSource`), the same 100 ms deadline schedule and shared frames. Same clients for both: "
@@ -821,7 +824,7 @@ def report(
         "tick timestamp to client receive. Delivery: ticks of a client's symbols published in the window whose "
         "value or a newer one reached it, over those published; conflated: reached only through a newer value; "
         "staleness: how long each such tick waited for that. CPU in % of one core (2 cores); CPU per update: "
-        "the server's (web processes, or the raw process) per update received. Load average at the start "
+        "the server's (proxy and web processes, or the raw process) per update received. Load average at the start "
         f"{start_load[0]:.1f} / {start_load[1]:.1f} / {start_load[2]:.1f}, at the end {os.getloadavg()[0]:.1f} "
         "(the machine is shared with other work; both servers see it alike).",
         "",

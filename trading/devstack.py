@@ -46,6 +46,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 EMBEDDED_MONGO_PORT = 27117
 EMBEDDED_MARKET_MONGO_PORT = 27118
 EMBEDDED_REDIS_PORT = 6479
+PROXY_IN_FLIGHT_PER_PROCESS = 8
 EMBEDDED_REDIS_MAXMEMORY = "256mb"
 SUPERVISOR_DIR = VAR_DIR / "supervisor"
 # Debian's Chromium for browser tests and the dashboard bench (installed by .ci/run). Without the
@@ -251,8 +252,13 @@ def tool_env(stack: Stack) -> dict[str, str]:
         **DEVELOPMENT_MODE,  # `make run` is development unless DJANGO_DEBUG says otherwise
         **os.environ,
         **stack.env,
-        "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": tool_path(),
     }
+
+
+def tool_path(python_bin: Path = BIN_DIR) -> str:
+    """The venv's tools first; Debian's /usr/sbin last (HAProxy is there; a non-root user's PATH may lack it)."""
+    return os.pathsep.join([str(python_bin), os.environ.get("PATH", ""), "/usr/sbin"])
 
 
 @contextlib.contextmanager
@@ -291,9 +297,20 @@ def web_processes() -> int:
     return int(value)
 
 
+def proxy_env(port: int) -> dict[str, str]:
+    """The front proxy's variables (trading/conf/haproxy.cfg; ADR 0009), each kept when already set: the web
+    processes' own port behind it (the next one up when free), and how many requests they run at once in all
+    (PROXY_IN_FLIGHT_PER_PROCESS each: enough to keep a core busy while requests wait on Redis or the
+    database, few enough that an admitted request does not queue behind many others in the event loop)."""
+    web_port = port + 1 if not port_in_use(port + 1) else free_port()
+    defaults = {"WEB_PORT": str(web_port), "PROXY_MAX_IN_FLIGHT": str(PROXY_IN_FLIGHT_PER_PROCESS * web_processes())}
+    return {name: os.environ.get(name) or value for name, value in defaults.items()}
+
+
 def run(procfile: str) -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     port = os.environ.setdefault("PORT", "8000")
+    os.environ.update(proxy_env(int(port)))
     supervisor = Supervisor(SUPERVISOR_DIR)
     with services(throwaway=False, supervisor=supervisor) as stack:
         env = tool_env(stack)

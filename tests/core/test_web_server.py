@@ -41,7 +41,7 @@ def web_server(tmp_path: Path) -> Iterator[Server]:
         port = free_port()
         log = tmp_path / f"web-{port}.log"
         environment = {k: v for k, v in service_env().items() if k != "FORWARDED_ALLOW_IPS"} | env
-        environment["PORT"] = str(port)
+        environment["PORT"] = environment["WEB_PORT"] = str(port)  # the web process itself, no proxy in front
         environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"  # as devstack
         with log.open("wb") as output:
             server = subprocess.Popen(  # the Procfile line runs in a shell, as under supervisord

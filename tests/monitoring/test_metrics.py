@@ -211,6 +211,7 @@ def test_every_procfile_process_has_a_role_so_it_samples_memory_and_sheds_under_
     commands = dict(
         line.split(":", 1) for line in (BASE_DIR / "Procfile").read_text().splitlines() if line.strip()[:1].isalpha()
     )
+    del commands["proxy"]  # HAProxy: not ours, not Python; its CPU shows in the benches, its memory in ps
     roles = {name: process_role(python_argv(command.strip())) for name, command in commands.items()}
     assert roles == {
         "web": "web",
