@@ -98,15 +98,15 @@ def raise_open_file_limit() -> None:
 def procfile_commands(port: int) -> dict[str, list[str]]:
     """Every process of the Procfile, as `make run` starts them (so the bench measures what ships): through
     a shell that expands the variables (PORT is in the stack's environment), and the web server as many
-    times as `make run` starts it (WEB_PROCESSES, one per core: web, web_1, ...)."""
-    from trading.devstack import web_processes
+    times as `make run` starts it (WEB_PROCESSES, one per core: web, web_1, ...), the proxy twice."""
+    from trading.devstack import formation
 
     commands = {}
     for line in (BASE_DIR / "Procfile").read_text().splitlines():
         if ":" in line and not line.lstrip().startswith("#"):
             name, command = line.split(":", 1)
             argv = ["/bin/sh", "-c", f"exec {command.strip()}"]
-            for number in range(web_processes() if name.strip() == "web" else 1):
+            for number in range(formation().get(name.strip(), 1)):
                 commands[name.strip() if number == 0 else f"{name.strip()}_{number}"] = argv
     return commands
 

@@ -47,6 +47,10 @@ EMBEDDED_MONGO_PORT = 27117
 EMBEDDED_MARKET_MONGO_PORT = 27118
 EMBEDDED_REDIS_PORT = 6479
 PROXY_IN_FLIGHT_PER_PROCESS = 8
+PROXY_QUEUE = 24
+# HAProxy holds two descriptors a connection: two processes on one port (SO_REUSEPORT, as the web's) hold
+# 10 000 feed sockets under a 20 000 open-file limit, and a killed one leaves the other serving.
+PROXY_PROCESSES = 2
 EMBEDDED_REDIS_MAXMEMORY = "256mb"
 SUPERVISOR_DIR = VAR_DIR / "supervisor"
 # Debian's Chromium for browser tests and the dashboard bench (installed by .ci/run). Without the
@@ -299,12 +303,23 @@ def web_processes() -> int:
 
 def proxy_env(port: int) -> dict[str, str]:
     """The front proxy's variables (trading/conf/haproxy.cfg; ADR 0009), each kept when already set: the web
-    processes' own port behind it (the next one up when free), and how many requests they run at once in all
-    (PROXY_IN_FLIGHT_PER_PROCESS each: enough to keep a core busy while requests wait on Redis or the
-    database, few enough that an admitted request does not queue behind many others in the event loop)."""
+    processes' own port behind it (the next one up when free), and each proxy process' share of the limits:
+    PROXY_IN_FLIGHT_PER_PROCESS requests in flight per web process (enough to keep a core busy while requests
+    wait on Redis or the database, few enough that an admitted one does not queue behind many in the event
+    loop) and PROXY_QUEUE requests queued, both split over the proxy processes."""
     web_port = port + 1 if not port_in_use(port + 1) else free_port()
-    defaults = {"WEB_PORT": str(web_port), "PROXY_MAX_IN_FLIGHT": str(PROXY_IN_FLIGHT_PER_PROCESS * web_processes())}
+    proxies = PROXY_PROCESSES
+    defaults = {
+        "WEB_PORT": str(web_port),
+        "PROXY_MAX_IN_FLIGHT": str(max(1, PROXY_IN_FLIGHT_PER_PROCESS * web_processes() // proxies)),
+        "PROXY_MAX_QUEUE": str(max(1, PROXY_QUEUE // proxies)),
+    }
     return {name: os.environ.get(name) or value for name, value in defaults.items()}
+
+
+def formation() -> dict[str, int]:
+    """How many processes of a Procfile name `make run` starts (one of the others)."""
+    return {"web": web_processes(), "proxy": PROXY_PROCESSES}
 
 
 def run(procfile: str) -> int:
@@ -320,7 +335,7 @@ def run(procfile: str) -> int:
             manage("migrate", "--database", "market", "--no-input", "-v", "0", env=env)  # first: see 0003_tickbucket
             manage("migrate", "--no-input", "-v", "0", env=env)
             manage("seed_demo", "--if-empty", env=env)
-            programs = procfile_programs(Path(procfile), log_dir=VAR_DIR / "log", formation={"web": web_processes()})
+            programs = procfile_programs(Path(procfile), log_dir=VAR_DIR / "log", formation=formation())
             supervisor.add(programs, directory=BASE_DIR, env={**stack.env, STOP_WITH_PARENT: "1"})
             say(f"Dashboard: http://127.0.0.1:{port}/   (log in as demo / demo)")
             say(f"Admin:     http://127.0.0.1:{port}/admin/   API docs: http://127.0.0.1:{port}/api/v1/docs")

@@ -7,6 +7,7 @@ many requests reach the web at once, and which wait or are refused, is decided b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,6 +22,8 @@ import pytest
 from apps.core.admission import REFUSAL_BODY
 from tests.conftest import BASE_DIR
 from tests.core.test_web_server import procfile_command
+from tests.trading.test_supervision import listening_pids
+from tests.wait import wait_until
 from trading.devstack import free_port, tool_path, wait_for_port
 
 pytestmark = pytest.mark.slow  # starts a process
@@ -63,20 +66,23 @@ class HeldWeb:
 
 @pytest.fixture
 def proxy() -> Iterator[Any]:
-    """Start the Procfile's `proxy` line (through a shell, as supervisord does) with the given limits."""
+    """Start the Procfile's `proxy` line (`sh -c 'exec ...'`, as supervisord does) with the given limits."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(**limits: str) -> tuple[int, int]:
-        port, web_port = free_port(), free_port()
+    def start(*, ports: tuple[int, int] | None = None, **limits: str) -> tuple[int, int]:
+        port, web_port = ports or (free_port(), free_port())
         env = {**os.environ, "PATH": tool_path(), "PORT": str(port), "WEB_PORT": str(web_port), **limits}
-        process = subprocess.Popen(procfile_command("proxy"), shell=True, cwd=BASE_DIR, env=env, start_new_session=True)
+        command = f"exec {procfile_command('proxy')}"  # as supervisord runs it: the shell becomes HAProxy
+        process = subprocess.Popen(command, shell=True, cwd=BASE_DIR, env=env, start_new_session=True)
         started.append(process)
         wait_for_port(port, process=process, what="haproxy")
         return port, web_port
 
+    start.started = started  # type: ignore[attr-defined]
     yield start
     for process in started:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=10)
 
 
@@ -173,3 +179,27 @@ def test_the_proxy_passes_the_client_headers_through_untouched(proxy: Any) -> No
             assert "x-forwarded-for" not in second
 
     asyncio.run(scenario())
+
+
+def test_two_proxy_processes_share_the_port_and_a_killed_one_leaves_the_other_serving(proxy: Any) -> None:
+    """`make run` starts two (each HAProxy connection takes two descriptors: one process would run out of them
+    before the feed's 10 000 sockets); the kernel spreads new connections over the live ones."""
+    ports = proxy(**WEB_LIMITS)
+    proxy(ports=ports, **WEB_LIMITS)
+    first, second = proxy.started
+    port, web_port = ports
+    wait_until(lambda: listening_pids(port) == {first.pid, second.pid})
+
+    async def answers(count: int) -> list[int]:
+        async with held_web(web_port) as web:
+            web.release.set()
+            statuses = []
+            for _ in range(count):  # a new connection each: each one is routed afresh
+                async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as client:
+                    statuses.append((await send(client, port, "/api/v1/me"))[0])
+            return statuses
+
+    assert asyncio.run(answers(10)) == [200] * 10
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert second.poll() is None and asyncio.run(answers(20)) == [200] * 20
