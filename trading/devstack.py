@@ -307,14 +307,13 @@ def proxy_env(port: int) -> dict[str, str]:
     PROXY_IN_FLIGHT_PER_PROCESS requests in flight per web process (enough to keep a core busy while requests
     wait on Redis or the database, few enough that an admitted one does not queue behind many in the event
     loop) and PROXY_QUEUE requests queued, both split over the proxy processes."""
-    web_port = port + 1 if not port_in_use(port + 1) else free_port()
-    proxies = PROXY_PROCESSES
-    defaults = {
-        "WEB_PORT": str(web_port),
-        "PROXY_MAX_IN_FLIGHT": str(max(1, PROXY_IN_FLIGHT_PER_PROCESS * web_processes() // proxies)),
-        "PROXY_MAX_QUEUE": str(max(1, PROXY_QUEUE // proxies)),
+    web_port = os.environ.get("WEB_PORT") or str(port + 1 if not port_in_use(port + 1) else free_port())
+    in_flight = PROXY_IN_FLIGHT_PER_PROCESS * web_processes() // PROXY_PROCESSES
+    return {
+        "WEB_PORT": web_port,
+        "PROXY_MAX_IN_FLIGHT": os.environ.get("PROXY_MAX_IN_FLIGHT") or str(max(1, in_flight)),
+        "PROXY_MAX_QUEUE": os.environ.get("PROXY_MAX_QUEUE") or str(max(1, PROXY_QUEUE // PROXY_PROCESSES)),
     }
-    return {name: os.environ.get(name) or value for name, value in defaults.items()}
 
 
 def formation() -> dict[str, int]:
