@@ -23,6 +23,7 @@ BENCHMARKS = [
     "idle",
     "cache",
     "orders",
+    "journal",
     "ws_fanout",
     "dashboard_cpu",
     "monitoring",

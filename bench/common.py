@@ -215,6 +215,11 @@ def _listener(port: int | None) -> psutil.Process | None:
     return None
 
 
+def listening_process(uri: str) -> psutil.Process | None:
+    """The local process listening on the port of `uri` (a database), if any."""
+    return _listener(_port_of(uri))
+
+
 def _redis_cpu_seconds() -> float:
     from apps.core.redis import redis_client
 

@@ -228,7 +228,6 @@ def _invoice_document(invoice: InvoiceRecord) -> dict[str, Any]:
         "pdf": None,
         "created_at": moment(invoice.created_ms),
         "ready_at": None,
-        "resent_at": None,
     }
 
 
