@@ -16,6 +16,7 @@ from apps.leaderboard.api import router as leaderboard_router
 from apps.market.api import router as market_router
 from apps.portfolio.account_api import router as account_router
 from apps.portfolio.api import router as trading_router
+from apps.portfolio.positions_api import router as positions_router
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def _database_unreachable(error: BaseException | None) -> bool:
 api.add_router("/", account_router)
 api.add_router("/", dashboard_router)
 api.add_router("/", trading_router)
+api.add_router("/", positions_router)
 api.add_router("/", leaderboard_router)
 api.add_router("/", analytics_router)
 api.add_router("/symbols", market_router)

@@ -35,6 +35,7 @@ from apps.portfolio.services import (
     QUANTITY_MAX,
     OrderRejected,
     OrderTerms,
+    cancel_all_async,
     invoice_pdf,
     order_asked,
     order_cancel_async,
@@ -72,8 +73,12 @@ class OrderIn(InputSchema):
     stop_price: Decimal | None = Field(
         None, gt=0, le=PRICE_MAX, decimal_places=2, description="Required for stop and stop_limit, else refused"
     )
-    time_in_force: Literal["day", "gtc"] = Field(
-        "day", description="day: a resting order expires after ORDER_DAY_SECONDS; gtc: rests until filled or cancelled"
+    time_in_force: Literal["day", "gtc", "ioc", "fok"] = Field(
+        "day",
+        description="day: a resting order expires after ORDER_DAY_SECONDS; gtc: rests until filled or cancelled; "
+        "ioc (immediate or cancel) and fok (fill or kill): market and limit orders only, filled when placed or "
+        "else cancelled (reason ioc_unfilled / fok_unfilled) after the buying-power and shares checks a resting "
+        "order gets, never resting; until partial fills exist both fill the whole quantity or nothing",
     )
 
 
@@ -88,6 +93,14 @@ class OrderFilters(Schema):
     symbol: str | None = Field(None, min_length=1, max_length=10)
     side: Literal["buy", "sell"] | None = None
     status: Literal["open", "filled", "cancelled", "expired"] | None = None
+
+
+class CancelAllFilters(Schema):
+    symbol: str | None = Field(None, min_length=1, max_length=10, description="Only this symbol's open orders")
+
+
+class CancelledOut(Schema):
+    cancelled: list[OrderOut] = Field(description="The orders this request cancelled, now `cancelled`")
 
 
 class CancelConflictOut(ErrorOut):
@@ -151,12 +164,12 @@ async def order_create(request: HttpRequest, payload: OrderIn, response: HttpRes
         result = await place_order_async(account_id=trader.pk, user_id=user.pk, asked=asked)
     except OrderRejected as rejection:
         ORDERS.labels(outcome=rejection.code).inc()
-        return _rejected(rejection, response)
+        return refused(rejection, response)
     ORDERS.labels(outcome=result.order.status if result.created else "replayed").inc()
     return Status(201 if result.created else 200, OrderOut.of(result.order))
 
 
-def _rejected(rejection: OrderRejected, response: HttpResponse) -> Status[Any]:
+def refused(rejection: OrderRejected, response: HttpResponse) -> Status[Any]:
     if rejection.status == 503:  # the engine is busy or away: the client retries (same client_order_id)
         response["Retry-After"] = "1"
     return Status(rejection.status, ErrorOut(detail=rejection.message, code=rejection.code, field=rejection.field))
@@ -190,6 +203,24 @@ def _filtered_orders(user: User, **filters: Any) -> list[Order]:
     return order_list(trader=trader_ref(user), **filters)
 
 
+@router.delete(
+    "/orders",
+    response={200: CancelledOut, 422: ErrorOut, 503: ErrorOut},
+    auth=ASYNC_API_AUTH,
+    summary="Cancel all your open orders (or one symbol's), in one engine commit; nothing open: an empty list",
+)
+async def orders_cancel_all(
+    request: HttpRequest, filters: Query[CancelAllFilters], response: HttpResponse
+) -> Status[Any]:
+    user = cast(User, request.user)
+    trader = await read_cached(trader_ref, user)
+    try:
+        cancelled = await cancel_all_async(account_id=trader.pk, user_id=user.pk, symbol=filters.symbol)
+    except OrderRejected as rejection:
+        return refused(rejection, response)
+    return Status(200, CancelledOut(cancelled=[OrderOut.of(order) for order in cancelled]))
+
+
 @router.get("/orders/{order_id}", response={200: OrderOut, 404: ErrorOut}, summary="One of your orders")
 def order_detail(request: HttpRequest, order_id: str) -> Status[Any]:
     order = order_get(trader=_trader(request), order_id=order_id)
@@ -215,7 +246,7 @@ async def order_delete(request: HttpRequest, order_id: str, response: HttpRespon
             raise OrderRejected("already_filled", "order_id", "the order was filled and cannot be cancelled", 409)
     except OrderRejected as rejection:
         if rejection.status != 409:
-            return _rejected(rejection, response)
+            return refused(rejection, response)
         filled = await sync_to_async(order_get)(trader=trader, order_id=order_id)
         assert filled is not None
         conflict = CancelConflictOut(

@@ -74,6 +74,11 @@ class OrderType(models.TextChoices):
 class TimeInForce(models.TextChoices):
     DAY = "day", "Day"
     GTC = "gtc", "Good till cancelled"
+    IOC = "ioc", "Immediate or cancel"
+    FOK = "fok", "Fill or kill"
+
+
+IMMEDIATE = (TimeInForce.IOC, TimeInForce.FOK)  # never rest: what cannot fill when placed is cancelled
 
 
 class Order(models.Model):

@@ -13,7 +13,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from apps.portfolio.models import Order, OrderType, Side, TimeInForce
+from apps.portfolio.models import IMMEDIATE, Order, OrderType, Side, TimeInForce
 
 QUANTITY_MAX = 1_000_000
 CLIENT_ORDER_ID_MAX = 48
@@ -77,6 +77,12 @@ def terms_validated(terms: OrderTerms) -> OrderTerms:
         raise OrderRejected(
             "invalid_time_in_force", "time_in_force", f"time_in_force must be one of {', '.join(TimeInForce.values)}"
         )
+    if terms.time_in_force in IMMEDIATE and terms.type not in (OrderType.MARKET, OrderType.LIMIT):
+        detail = (
+            f"time_in_force {terms.time_in_force} is for market and limit orders: a {terms.type} order waits for "
+            "its stop price, which an order that must fill at once cannot"
+        )
+        raise OrderRejected("invalid_time_in_force", "time_in_force", detail)
     prices: dict[str, Decimal | None] = {}
     for name in ("limit_price", "stop_price"):
         value = getattr(terms, name)

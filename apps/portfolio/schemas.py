@@ -33,7 +33,7 @@ class OrderOut(Schema):
     type: str = Field(description="market, limit, stop or stop_limit")
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
-    time_in_force: str = Field(description="day or gtc")
+    time_in_force: str = Field(description="day, gtc, ioc or fok")
     price: Decimal | None = Field(description="The fill price; null until the order fills.")
     amount: Decimal | None = Field(description="price x quantity; null until the order fills.")
     status: str = Field(description="open, filled, cancelled or expired")

@@ -122,6 +122,11 @@ def portfolio_for(trader: Trader) -> Portfolio:
     )
 
 
+def held_symbols(account_id: ObjectId) -> list[str]:
+    """The symbols the account holds shares of, as last committed (one indexed query)."""
+    return sorted(h["symbol"] for h in _holding_documents({"trader_id": account_id}) if h["quantity"] > 0)
+
+
 def object_id(value: str) -> ObjectId | None:
     """The ObjectId in `value`, or None when it is not one (which callers answer with a 404)."""
     try:

@@ -25,7 +25,7 @@ from apps.core.tokens import token_create
 from apps.market.selectors import symbol_by_ticker
 from apps.portfolio.engine import journal
 from apps.portfolio.engine.client import EngineUnavailable, submit, submit_blocking
-from apps.portfolio.engine.commands import Adjust, Caller, Cancel, Place, PositionChange
+from apps.portfolio.engine.commands import Adjust, Caller, Cancel, CancelAll, Close, Place, PositionChange
 from apps.portfolio.invoices import render_invoice_pdf
 from apps.portfolio.models import Invoice, Order, Trader
 from apps.portfolio.order_terms import (
@@ -52,6 +52,9 @@ __all__ = [
     "OrderResult",
     "OrderTerms",
     "account_adjust",
+    "cancel_all_async",
+    "close_asked",
+    "close_position_async",
     "order_cancel",
     "order_cancel_async",
     "place_order",
@@ -193,6 +196,47 @@ async def order_cancel_async(*, order: Order, user_id: Any) -> Order:
             "engine_unavailable", "order_id", "the order cannot be changed right now; retry", 503
         ) from None
     return _cancel_answer(order, answer)
+
+
+async def _submitted(command_for: Any, *, account_id: ObjectId, user_id: Any, field: str) -> dict[str, Any]:
+    try:
+        return await submit(command_for, account_id=account_id, user_id=user_id)
+    except EngineUnavailable:
+        raise OrderRejected("engine_unavailable", field, "orders cannot be changed right now; retry", 503) from None
+
+
+async def cancel_all_async(*, account_id: ObjectId, user_id: Any, symbol: str | None = None) -> list[Order]:
+    """Cancel every open order of the account (of `symbol` only, when given) in one engine command."""
+    symbol = None if symbol is None else symbol.strip().upper()
+    answer = await _submitted(partial(CancelAll, symbol=symbol), account_id=account_id, user_id=user_id, field="symbol")
+    if "orders" not in answer:
+        raise rejection_of(answer)
+    return [order_of(fields, trader_id=account_id) for fields in answer["orders"]]
+
+
+def close_asked(
+    *, symbol: str, quantity: int | None, percent: int | None, cancel_orders: bool, client_order_id: str | None
+) -> dict[str, Any]:
+    """A position's close checked (OrderRejected naming the field): all of it, `quantity` shares or `percent`."""
+    if quantity is not None and percent is not None:
+        raise OrderRejected("invalid_percent", "percent", "give quantity or percent, not both")
+    if quantity is not None and not 1 <= quantity <= QUANTITY_MAX:
+        raise OrderRejected("invalid_quantity", "quantity", f"quantity must be a whole number from 1 to {QUANTITY_MAX}")
+    if percent is not None and not 1 <= percent <= 100:
+        raise OrderRejected("invalid_percent", "percent", "percent must be a whole number from 1 to 100")
+    client_order_id = uuid.uuid4().hex if client_order_id is None else client_order_id
+    order_validated(side="sell", quantity=quantity or 1, client_order_id=client_order_id)
+    symbol = _symbol_checked(symbol.strip().upper())
+    return {"symbol": symbol, "quantity": quantity, "percent": percent, "cancel_orders": cancel_orders} | {
+        "client_order_id": client_order_id
+    }
+
+
+async def close_position_async(*, account_id: ObjectId, user_id: Any, asked: dict[str, Any]) -> OrderResult:
+    """Sell the position at market as the engine holds it (`asked`: from `close_asked`), exactly once per
+    client_order_id; with cancel_orders the symbol's open orders are cancelled in the same commit."""
+    answer = await _submitted(partial(Close, **asked), account_id=account_id, user_id=user_id, field="symbol")
+    return order_result(answer, trader_id=account_id)
 
 
 def order_cancel(*, trader: Any, order_id: str) -> Order | None:

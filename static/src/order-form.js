@@ -2,7 +2,13 @@
 // sending, and the API's refusals mapped back to the field at fault. Pure: no DOM, no network.
 
 export const ORDER_TYPES = ["market", "limit", "stop", "stop_limit"];
-export const TIME_IN_FORCE = ["day", "gtc"];
+export const TIME_IN_FORCE = ["day", "gtc", "ioc", "fok"];
+const IMMEDIATE = ["ioc", "fok"]; // filled when placed or cancelled: for limit orders (a stop waits for its price)
+
+// The times in force an order type takes.
+export function timesInForce(type) {
+  return type === "limit" ? TIME_IN_FORCE : TIME_IN_FORCE.filter((tif) => !IMMEDIATE.includes(tif));
+}
 export const TICKET_FIELDS = ["quantity", "limit_price", "stop_price", "time_in_force"];
 
 // The fields shown for an order type (a market order fills at once: no prices, no time in force).
@@ -37,7 +43,12 @@ export function validateOrder(values) {
     const error = checkPrice(values.stop_price, "Stop price");
     if (error) errors.stop_price = error;
   }
-  if (shown.time_in_force && !TIME_IN_FORCE.includes(values.time_in_force)) errors.time_in_force = "Time in force: day or GTC.";
+  if (shown.time_in_force && !timesInForce(values.type).includes(values.time_in_force)) {
+    errors.time_in_force =
+      values.type === "limit"
+        ? "Time in force: day, GTC, IOC or FOK."
+        : "Time in force: day or GTC (IOC and FOK are for limit orders; a stop waits for its price).";
+  }
   return errors;
 }
 

@@ -2,7 +2,7 @@
 // refusals shown by their field), with the account refresh after an order.
 
 import { formatMoney, formatPercent, formatPrice, formatSigned, signClass } from "./format.js";
-import { fieldErrors, orderBody, validateOrder, visibleFields } from "./order-form.js";
+import { fieldErrors, orderBody, timesInForce, validateOrder, visibleFields } from "./order-form.js";
 
 export function startTicketPanel(page, { resubscribe, account }) {
   const { $, quotes, store, chart } = page;
@@ -53,6 +53,10 @@ function startOrderTicket({ $, quotes, store, say, api }, { account }) {
       const row = ticket.querySelector(`[data-field-row=${field}]`);
       if (row) row.hidden = !shown;
     }
+    const allowed = timesInForce(values().type);
+    const choice = ticket.elements.time_in_force;
+    for (const option of choice?.options ?? []) option.disabled = !allowed.includes(option.value);
+    if (choice && !allowed.includes(choice.value)) choice.value = "day";
     updatePreview();
   }
 
@@ -116,6 +120,10 @@ function showPreview($, quotes, { symbol, side, type, quantity, limit_price }) {
 
 function placedMessage(order, result) {
   const price = result?.price ?? result?.trade?.price;
+  if (result?.status === "cancelled") {
+    const tif = String(result.time_in_force ?? order.time_in_force).toUpperCase();
+    return `Not filled: ${order.side} ${order.quantity} ${order.symbol} could not fill at once (${tif}), so it was cancelled.`;
+  }
   if (order.type === "market" || result?.status === "filled") {
     const verb = order.side === "buy" ? "Bought" : "Sold";
     return `${verb} ${order.quantity} ${order.symbol}${price ? ` at ${formatPrice(price)}` : ""}.`;

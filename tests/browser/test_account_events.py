@@ -120,6 +120,26 @@ def test_a_resting_limit_buy_fills_when_the_price_crosses_and_the_panels_follow_
     assert page.evaluate("window.__samePage") is True
 
 
+def test_an_ioc_limit_that_cannot_fill_is_reported_cancelled_and_never_rests(
+    dashboard: Page, market: list[str]
+) -> None:
+    page = dashboard
+    symbol = first_visible_symbol(page)
+    open_symbol(page, symbol, 50.0)
+    page.select_option("#order-type", "stop")
+    expect(page.locator("#time-in-force option[value=ioc]")).to_be_disabled()  # a stop waits for its price
+    page.select_option("#order-type", "limit")
+    expect(page.locator("#time-in-force option[value=ioc]")).to_be_enabled()
+    page.fill("#limit-price", "45")
+    page.select_option("#time-in-force", "ioc")
+    page.fill("#quantity", "2")
+    page.click("#place-order")
+    expect(page.locator("#ticket-message")).to_contain_text("Not filled")
+    expect(page.locator("#ticket-message")).to_contain_text("(IOC)")
+    expect(page.locator("#open-orders tbody tr").filter(has_text=symbol)).to_have_count(0)
+    page.wait_for_function(f"({EVENTS}).slice(-2).join() === 'order_accepted,order_cancelled'")  # the socket's events
+
+
 def test_cancelling_a_resting_order_takes_it_off_the_panel(dashboard: Page, market: list[str]) -> None:
     page = dashboard
     symbol = first_visible_symbol(page)

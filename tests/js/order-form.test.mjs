@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 
-import { ORDER_TYPES, fieldErrors, orderBody, validateOrder, visibleFields } from "../../static/src/order-form.js";
+import { ORDER_TYPES, fieldErrors, orderBody, timesInForce, validateOrder, visibleFields } from "../../static/src/order-form.js";
 
 const values = (overrides = {}) => ({
   symbol: "ACME",
@@ -37,6 +37,14 @@ test("Property: a body carries exactly the fields its type shows, and a market b
     }),
     { numRuns: 200 },
   );
+});
+
+test("ioc and fok are offered for limit orders only; a stop with one is named before sending", () => {
+  assert.deepEqual(timesInForce("limit"), ["day", "gtc", "ioc", "fok"]);
+  for (const type of ["stop", "stop_limit"]) assert.deepEqual(timesInForce(type), ["day", "gtc"]);
+  assert.deepEqual(validateOrder(values({ type: "limit", limit_price: "9.50", time_in_force: "ioc" })), {});
+  const stop = validateOrder(values({ type: "stop", stop_price: "11.00", time_in_force: "fok" }));
+  assert.deepEqual(Object.keys(stop), ["time_in_force"]);
 });
 
 test("bad input is named by its field before anything is sent", () => {

@@ -330,6 +330,15 @@ class Model:
                     return (409, None)
                 order.reserved = needed
                 account.reserved += needed
+            if order.time_in_force in ("ioc", "fok"):  # checked as a resting order, then cancelled at once
+                if order.side == "sell":
+                    assert position is not None
+                    position.reserved -= order.quantity
+                account.reserved -= order.reserved
+                order.reserved = 0
+                order.status, order.reason = "cancelled", f"{order.time_in_force}_unfilled"
+                self._accept(account, order)
+                return (201, order.id)
             order.expires_ms = at + self.day_ms if order.time_in_force == "day" else None
             order.rank = self.next_rank()
             self._accept(account, order)
@@ -387,6 +396,35 @@ class Model:
             self._close(order, "cancelled", "cancelled")
         return (200, order.id)
 
+    def cancel_all(self, c: dict[str, Any]) -> Answer:
+        account = ObjectId(c["a"])
+        for order in [o for o in self.orders.values() if o.status == "open" and o.account == account]:
+            if c.get("symbol") in (None, order.symbol):
+                self._close(order, "cancelled", "cancelled")
+        return (200, None)
+
+    def close(self, shard: int, prices: dict[str, int], entry: str, c: dict[str, Any]) -> Answer:
+        """A market sell of the position (all, a quantity or a percentage), checked whole before anything changes."""
+        account, symbol = self.accounts[ObjectId(c["a"])], c["symbol"]
+        sell = {"client_order_id": c["client_order_id"], "symbol": symbol, "side": "sell", "type": "market"}
+        sell |= {"limit_cents": None, "stop_cents": None, "time_in_force": "day"}
+        if (known := account.client_orders.get(c["client_order_id"])) is not None:
+            return self.replayed(known, {**sell, "quantity": self.orders[known].quantity})
+        position = account.positions.get(symbol)
+        if position is None or position.quantity == 0:
+            return (404, None)
+        free = position.quantity if c["cancel_orders"] else position.quantity - position.reserved
+        quantity = c["quantity"] or position.quantity * (c["percent"] or 100) // 100
+        if quantity < 1:
+            return (422, None)
+        if quantity > free or symbol not in prices:
+            return (409, None)
+        if c["cancel_orders"]:
+            for order in [o for o in self.orders.values() if o.status == "open" and o.account == account.id]:
+                if order.symbol == symbol:
+                    self._close(order, "cancelled", "position_closed")
+        return self.place(shard, prices, entry, {**c, "o": {**sell, "quantity": quantity}})
+
     def tick(self, shard: int, prices: dict[str, int], symbol: str, price: int) -> None:
         prices[symbol] = price
         reached = []
@@ -434,6 +472,10 @@ class Model:
             return self.place(shard, prices, entry, c)
         if kind == "cancel":
             return self.cancel(c)
+        if kind == "cancel_all":
+            return self.cancel_all(c)
+        if kind == "close":
+            return self.close(shard, prices, entry, c)
         if kind == "ticks":
             for symbol, price in c["p"]:
                 self.tick(shard, prices, symbol, price)
@@ -443,17 +485,26 @@ class Model:
 
     def answer_committed(self, shard: int, entry: str, c: dict[str, Any]) -> Answer | None:
         """A re-read entry whose batch committed: what it did, never decided again (503 when it wrote nothing)."""
-        if c["k"] == "place":
-            known = self.accounts[ObjectId(c["a"])].client_orders.get(c["o"]["client_order_id"])
+        if c["k"] in ("place", "close"):
+            asked = c["o"] if c["k"] == "place" else c
+            known = self.accounts[ObjectId(c["a"])].client_orders.get(asked["client_order_id"])
             made_here = order_id_at(entry, shard)
             if known is None or known.binary > made_here.binary:  # refused (a later entry may have made it)
                 return (503, None)
-            return (201, known) if known == made_here else self.replayed(known, c["o"])
+            if known == made_here:
+                return (201, known)
+            if c["k"] == "close":
+                original = self.orders[known]
+                asked = {"symbol": c["symbol"], "side": "sell", "quantity": original.quantity, "type": "market"}
+                asked |= {"limit_cents": None, "stop_cents": None, "time_in_force": "day"}
+            return self.replayed(known, asked)
         if c["k"] == "cancel":
             order = self.orders.get(ObjectId(c["id"]))
             if order is None or order.account != ObjectId(c["a"]):
                 return (503, None)
             return (200, order.id)
+        if c["k"] == "cancel_all":
+            return (503, None)  # what it cancelled is not answered again: a retry cancels what is left
         return None
 
     # --- comparing ---

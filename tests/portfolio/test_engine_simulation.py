@@ -64,7 +64,7 @@ order_asked = st.tuples(
     st.sampled_from(("market", "limit", "stop", "stop_limit")),
     price_cents,  # limit
     price_cents,  # stop
-    st.sampled_from(("day", "gtc")),
+    st.sampled_from(("day", "gtc", "ioc", "fok")),
     st.none() | st.integers(0, 10**6),  # repeat an earlier client_order_id of the account
     st.booleans(),  # with the same terms
     waits,
@@ -120,6 +120,7 @@ class EngineSimulation(RuleBasedStateMachine):
         self.requests = 0
         self.callers: dict[str, ObjectId] = {}
         self.places: list[dict[str, Any]] = []  # every place sent (for repeats)
+        self.closes = 0  # close commands sent (their client_order_ids: x1, x2, ...)
         self.expected: dict[str, em.Answer] = {}  # answers due from the step under way
         self.answered: dict[str, em.Answer] = {}
         self.acknowledged: dict[ObjectId, tuple[ObjectId, str]] = {}  # order id -> (account, client_order_id)
@@ -203,6 +204,32 @@ class EngineSimulation(RuleBasedStateMachine):
         known = sorted(self.model.orders, key=str)
         order_id = ObjectId(f"{pick:024x}") if unknown == 0 or not known else known[pick % len(known)]
         command = {"k": "cancel", **self._caller(account), "id": str(order_id)}
+        self._append(order_stream.shard_of(account), command, wait)
+
+    @rule(who=st.integers(0, len(ACCOUNTS) - 1), symbol=st.none() | st.sampled_from(SYMBOLS), wait=waits)
+    def cancel_all(self, who: int, symbol: str | None, wait: int) -> None:
+        account = ACCOUNTS[who]
+        command = {"k": "cancel_all", **self._caller(account), "symbol": symbol}
+        self._append(order_stream.shard_of(account), command, wait)
+
+    @rule(
+        who=st.integers(0, len(ACCOUNTS) - 1),
+        symbol=st.sampled_from(SYMBOLS),
+        size=st.sampled_from(((None, None), (None, 50), (None, 1), (5, None), (None, 100))),
+        cancel_orders=st.booleans(),
+        repeat=st.booleans(),
+        wait=waits,
+    )
+    def close(
+        self, who: int, symbol: str, size: tuple[int | None, int | None], cancel_orders: bool, repeat: bool, wait: int
+    ) -> None:
+        """Close a position: all, 5 shares, 1 / 50 / 100 %; now and then with an earlier close's client_order_id."""
+        account = ACCOUNTS[who]
+        self.closes += 1
+        client_order_id = f"x{self.closes - 1 if repeat and self.closes > 1 else self.closes}"
+        quantity, percent = size
+        command = {"k": "close", **self._caller(account), "client_order_id": client_order_id, "symbol": symbol}
+        command |= {"quantity": quantity, "percent": percent, "cancel_orders": cancel_orders}
         self._append(order_stream.shard_of(account), command, wait)
 
     @rule(prices=st.dictionaries(st.sampled_from(SYMBOLS), price_cents, min_size=1))
@@ -317,7 +344,7 @@ class EngineSimulation(RuleBasedStateMachine):
             assert got == (status, order_id), f"{request}: the engine answered {answer}, the model {status} {order_id}"
             self.answered[request] = got
             STEPS[f"answer {status}"] += 1
-            if status in (200, 201):
+            if status in (200, 201) and order_id is not None:
                 self.acknowledged[order_id] = (self.callers[request], answer["order"]["client_order_id"])
         assert not self.expected, f"answers never came: {self.expected}"
         assert self.pubsub.get_message(timeout=0) is None, "an answer nobody expected"

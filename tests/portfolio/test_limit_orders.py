@@ -96,7 +96,12 @@ def test_a_resting_sell_reserves_shares_that_cannot_be_sold_twice(market, make_t
         (OrderTerms(type="limit", limit_price=Decimal("1.001")), "limit_price"),
         (OrderTerms(type="limit", limit_price=Decimal("-1")), "limit_price"),
         (OrderTerms(type="iceberg"), "type"),
-        (OrderTerms(time_in_force="ioc"), "time_in_force"),
+        (OrderTerms(time_in_force="never"), "time_in_force"),
+        (OrderTerms(type="stop", stop_price=Decimal("11"), time_in_force="ioc"), "time_in_force"),
+        (
+            OrderTerms(type="stop_limit", stop_price=Decimal("9"), limit_price=Decimal("9"), time_in_force="fok"),
+            "time_in_force",
+        ),
     ],
 )
 def test_bad_combinations_are_422_naming_the_field(market, make_trader, terms, field) -> None:
@@ -105,6 +110,48 @@ def test_bad_combinations_are_422_naming_the_field(market, make_trader, terms, f
         place_order(trader=trader, symbol="ACME", side="buy", quantity=1, terms=terms)
     assert (caught.value.status, caught.value.field) == (422, field)
     assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize("tif", ["ioc", "fok"])
+def test_an_immediate_limit_that_cannot_fill_now_is_cancelled_at_once_and_holds_nothing(
+    market, make_trader, tif
+) -> None:
+    trader, _ = make_trader("1000.00")
+    order = place_order(trader=trader, symbol="ACME", side="buy", quantity=10, terms=limit("9.50", tif)).order
+    assert (order.status, order.reason, order.reserved_cash) == ("cancelled", f"{tif}_unfilled", Decimal("0.00"))
+    assert (Order.objects.get(pk=order.pk).status, account(trader).cash, account(trader).reserved_cash) == (
+        "cancelled",
+        Decimal("1000.00"),
+        Decimal("0.00"),
+    )
+    assert order_events(trader) == ["order_accepted", "order_cancelled"]
+    set_quotes({"ACME": "9.00"})  # a tick through its limit later fills nothing: it never rested
+    set_quotes({"BOLT": "25.00"})
+    wait_until(lambda: engine_price("BOLT") == 2500, what="the engines to see BOLT at 25.00")
+    assert status_of(order) == "cancelled" and not Invoice.objects.exists()
+
+
+@pytest.mark.parametrize("tif", ["ioc", "fok"])
+def test_an_immediate_order_that_can_fill_fills_at_the_current_price(market, make_trader, tif) -> None:
+    trader, _ = make_trader("1000.00")
+    order = place_order(trader=trader, symbol="ACME", side="buy", quantity=10, terms=limit("10.50", tif)).order
+    assert (order.status, order.price) == ("filled", Decimal("10.00"))
+    sold = place_order(trader=trader, symbol="ACME", side="sell", quantity=4, terms=OrderTerms(time_in_force=tif))
+    assert (sold.order.status, account(trader).cash) == ("filled", Decimal("940.00"))
+
+
+def test_an_immediate_order_gets_the_checks_of_a_resting_one(market, make_trader) -> None:
+    trader, _ = make_trader("100.00")
+    with pytest.raises(OrderRejected) as caught:
+        place_order(trader=trader, symbol="ACME", side="buy", quantity=20, terms=limit("9.00", "ioc"))
+    assert caught.value.code == "insufficient_buying_power"
+    with pytest.raises(OrderRejected) as selling:
+        place_order(trader=trader, symbol="ACME", side="sell", quantity=1, terms=limit("11.00", "fok"))
+    assert selling.value.code == "insufficient_holding"
+    place_order(trader=trader, symbol="ACME", side="buy", quantity=5)
+    unfilled = place_order(trader=trader, symbol="ACME", side="sell", quantity=5, terms=limit("11.00", "ioc")).order
+    assert unfilled.status == "cancelled" and Holding.objects.get(trader=trader).reserved == 0
+    assert not Order.objects.filter(status="open").exists()
 
 
 def test_a_tick_crossing_a_resting_buy_fills_it_at_its_limit_once_and_releases_the_rest(market, make_trader) -> None:

@@ -1,10 +1,11 @@
 """Hypothesis properties of resting orders and matching (42-45), on the engine's pure rules.
 
 Each example drives one account through any interleaving of orders (limit, stop, stop limit; buy and
-sell; day and gtc), ticks, cancels, expiry and engine crashes, deciding each command with
-apps/portfolio/engine/rules.decide on an EngineState: no I/O, so hundreds of examples take seconds. A
-crash rebuilds the state from what the batches wrote (the effects, as the journal stores them), the way
-a restarted engine loads it from MongoDB: whatever the rules forgot to write is lost there.
+sell; day, gtc, ioc and fok), cancel-alls and position closes, ticks, cancels, expiry and engine crashes,
+deciding each command with apps/portfolio/engine/rules.decide on an EngineState: no I/O, so hundreds of
+examples take seconds. A crash rebuilds the state from what the batches wrote (the effects, as the
+journal stores them), the way a restarted engine loads it from MongoDB: whatever the rules forgot to
+write is lost there.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from bson import ObjectId
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.portfolio.engine.commands import Caller, Cancel, Expire, Place, Ticks
+from apps.portfolio.engine.commands import Caller, Cancel, CancelAll, Close, Expire, Place, Ticks
 from apps.portfolio.engine.effects import Effects
 from apps.portfolio.engine.rules import decide
 from apps.portfolio.engine.state import Account, EngineState, OrderState, Position
@@ -35,7 +36,7 @@ placements = st.tuples(
     cents,
     cents,
     st.integers(1, 30),
-    st.sampled_from(["day", "gtc"]),
+    st.sampled_from(["day", "gtc", "ioc", "fok"]),
 )
 actions = st.lists(
     st.one_of(
@@ -43,13 +44,15 @@ actions = st.lists(
         st.tuples(st.just("market"), st.sampled_from(["buy", "sell"]), st.integers(1, 30)),
         st.tuples(st.just("tick"), cents),
         st.tuples(st.just("cancel"), st.integers(0, 20)),
+        st.tuples(st.just("cancel_all"), st.none() | st.just("ACME")),
+        st.tuples(st.just("close"), st.none() | st.integers(1, 100), st.booleans()),
         st.tuples(st.just("crash")),
         st.tuples(st.just("expire")),
     ),
     min_size=1,
     max_size=25,
 )
-REFUSALS = {"insufficient_buying_power", "insufficient_holding", "insufficient_cash"}
+REFUSALS = {"insufficient_buying_power", "insufficient_holding", "insufficient_cash", "no_position", "invalid_percent"}
 
 
 @dataclass
@@ -149,6 +152,14 @@ def drive(steps: list[tuple[Any, ...]]) -> Run:
             apply(Ticks((("ACME", step[1]),)))
         elif step[0] == "cancel" and run.orders:
             apply(Cancel(caller, run.orders[step[1] % len(run.orders)]))
+        elif step[0] == "cancel_all":
+            apply(CancelAll(caller, step[1]))
+        elif step[0] == "close":
+            (reply,) = apply(Close(caller, f"c{number}", "ACME", percent=step[1], cancel_orders=step[2])).replies
+            if "order" in reply.body:
+                run.orders.append(ObjectId(reply.body["order"]["id"]))
+            else:
+                assert reply.body["code"] in REFUSALS, reply
         elif step[0] == "crash":
             state = run.journal.load(0, user_id, state.prices)
         elif step[0] == "expire":
@@ -232,3 +243,26 @@ def test_property_45_buying_power_never_goes_negative(steps) -> None:
         account = snapshot["account"]
         assert account.buying_power >= 0
         assert all(position.free >= 0 for position in account.positions.values())
+
+
+@PROPERTY_SETTINGS
+@given(steps=actions)
+def test_ioc_and_fok_orders_never_rest(steps) -> None:
+    """Feature: order-types (issue 27), ioc/fok never rest: For any interleaving of ticks, orders, cancels and
+    engine crashes, an ioc or fok order is never open after the step that placed it: it filled then, at the
+    price of that moment (only if that price crossed its limit, or it was a market order), or it was cancelled
+    as unfilled at once, holding no cash or shares."""
+    run = drive(steps)
+    for before, after in zip([None, *run.snapshots], run.snapshots, strict=False):
+        known = set() if before is None else {o.id for o in before["orders"]}
+        for order in after["orders"]:
+            if order.time_in_force not in ("ioc", "fok"):
+                continue
+            assert order.status != "open" and order.reserved_cents == 0, order
+            if order.id not in known:  # placed in this step: decided by this step, never later
+                assert order.closed_ms == order.created_ms
+                assert order.status == "filled" or order.reason == f"{order.time_in_force}_unfilled"
+    for order in run.snapshots[-1]["orders"]:
+        if order.time_in_force in ("ioc", "fok") and order.status == "filled" and order.type == "limit":
+            buy = order.side == "buy"
+            assert order.price_cents <= order.limit_cents if buy else order.price_cents >= order.limit_cents

@@ -39,7 +39,9 @@ def test_a_resting_limit_order_shows_its_terms_and_no_fill(market, make_trader) 
         ({"type": "limit", "limit_price": 0}, "limit_price"),
         ({"type": "limit", "limit_price": "lots"}, "limit_price"),
         ({"type": "trailing"}, "type"),
-        ({"type": "limit", "limit_price": "9.00", "time_in_force": "ioc"}, "time_in_force"),
+        ({"type": "limit", "limit_price": "9.00", "time_in_force": "opg"}, "time_in_force"),
+        ({"type": "stop", "stop_price": "11.00", "time_in_force": "ioc"}, "time_in_force"),
+        ({"type": "stop_limit", "stop_price": "9.00", "limit_price": "9.00", "time_in_force": "fok"}, "time_in_force"),
     ],
 )
 def test_bad_order_terms_are_422_naming_the_field(market, make_trader, extra, field) -> None:
@@ -47,6 +49,20 @@ def test_bad_order_terms_are_422_naming_the_field(market, make_trader, extra, fi
     response = post_order(token, {"symbol": "ACME", "side": "buy", "quantity": 1, **extra})
     assert response.status_code == 422
     assert field in str(response.json())
+
+
+def test_an_ioc_limit_that_cannot_fill_answers_201_cancelled_and_is_listed_so(market, make_trader) -> None:
+    _, token = make_trader("1000.00")
+    order = resting_buy(token, time_in_force="ioc")
+    assert (order["status"], order["reason"], order["time_in_force"], order["reserved_cash"]) == (
+        "cancelled",
+        "ioc_unfilled",
+        "ioc",
+        "0.00",
+    )
+    listed = Client().get("/api/v1/orders?status=cancelled", **bearer(token)).json()["data"]
+    assert [o["id"] for o in listed] == [order["id"]]
+    assert Client().get("/api/v1/me", **bearer(token)).json()["buying_power"] == "1000.00"
 
 
 def test_me_and_portfolio_show_buying_power_and_reservations(market, make_trader) -> None:

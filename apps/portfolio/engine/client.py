@@ -26,7 +26,7 @@ from django.conf import settings
 from apps.core import order_stream
 from apps.core.admission import parked
 from apps.core.redis import REDIS_ERRORS, async_redis_client, key, redis_client
-from apps.portfolio.engine.commands import Adjust, Caller, Cancel, Place, as_fields
+from apps.portfolio.engine.commands import Caller, Requested, as_fields
 from apps.portfolio.engine.runner import heartbeat_key
 
 logger = logging.getLogger(__name__)
@@ -115,9 +115,7 @@ async def submit(command_for: Any, *, account_id: Any, user_id: Any) -> dict[str
     shard = order_stream.shard_of(account_id)
     if listener.alive and not listener.alive.get(shard, False):
         raise EngineUnavailable(f"order engine {shard} is not running")
-    command: Place | Cancel | Adjust = command_for(
-        caller_for(account_id=account_id, user_id=user_id, reply_to=listener.channel)
-    )
+    command: Requested = command_for(caller_for(account_id=account_id, user_id=user_id, reply_to=listener.channel))
     future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
     listener.futures[command.caller.request_id] = future
     try:
@@ -206,9 +204,7 @@ def _sync_listener() -> SyncReplyListener:
 def submit_blocking(command_for: Any, *, account_id: Any, user_id: Any, timeout: float | None = None) -> dict[str, Any]:
     """The same as `submit`, for synchronous callers: XADD, then wait for the answer on the process' listener."""
     listener = _sync_listener()
-    command: Place | Cancel | Adjust = command_for(
-        caller_for(account_id=account_id, user_id=user_id, reply_to=listener.channel)
-    )
+    command: Requested = command_for(caller_for(account_id=account_id, user_id=user_id, reply_to=listener.channel))
     deadline = time.monotonic() + (settings.ENGINE_REPLY_TIMEOUT_SECONDS if timeout is None else timeout)
     request_id = command.caller.request_id
     arrived, answers = listener.expect(request_id)

@@ -17,7 +17,8 @@ QUANTITY_MAX = 1_000_000
 PRICE_MAX_CENTS = 100_000_000  # 1 000 000.00
 SIDES = ("buy", "sell")
 TYPES = ("market", "limit", "stop", "stop_limit")
-TIMES_IN_FORCE = ("day", "gtc")
+TIMES_IN_FORCE = ("day", "gtc", "ioc", "fok")
+IMMEDIATE = ("ioc", "fok")  # never rest: what cannot fill when placed is cancelled
 CASH_ADJUST_MAX_CENTS = 10**15
 
 
@@ -72,6 +73,27 @@ class Adjust:
 
 
 @dataclass(frozen=True)
+class CancelAll:
+    """Cancel every open order of the account (of one symbol, when given), in one commit."""
+
+    caller: Caller
+    symbol: str | None = None
+
+
+@dataclass(frozen=True)
+class Close:
+    """Sell a position at market, decided against the engine's holdings: all of it, `quantity` shares or
+    `percent` of it (rounded down), after cancelling the symbol's open orders when `cancel_orders`."""
+
+    caller: Caller
+    client_order_id: str
+    symbol: str
+    quantity: int | None = None
+    percent: int | None = None  # 1 to 100
+    cancel_orders: bool = False
+
+
+@dataclass(frozen=True)
 class Ticks:
     prices: tuple[tuple[str, int], ...]
 
@@ -81,7 +103,8 @@ class Expire:
     now_ms: int
 
 
-Command = Place | Cancel | Adjust | Ticks | Expire
+Command = Place | Cancel | CancelAll | Close | Adjust | Ticks | Expire
+Requested = Place | Cancel | CancelAll | Close | Adjust  # a caller waits for its answer
 
 
 def _object_id(value: object, name: str) -> ObjectId:
@@ -133,6 +156,20 @@ def _place(raw: dict[str, Any]) -> Place:
     )
 
 
+def _close(raw: dict[str, Any]) -> Close:
+    quantity, percent = raw.get("quantity"), raw.get("percent")
+    if quantity is not None and percent is not None:
+        raise BadCommand("quantity: give quantity or percent, not both")
+    return Close(
+        caller=_caller(raw),
+        client_order_id=_text(raw.get("client_order_id"), "client_order_id"),
+        symbol=_text(raw.get("symbol"), "symbol", longest=10),
+        quantity=None if quantity is None else _int(quantity, "quantity", 1, QUANTITY_MAX),
+        percent=None if percent is None else _int(percent, "percent", 1, 100),
+        cancel_orders=raw.get("cancel_orders") is True,
+    )
+
+
 def _adjust(raw: dict[str, Any]) -> Adjust:
     positions = raw.get("positions", [])
     if not isinstance(positions, list):
@@ -170,6 +207,11 @@ def parse(raw: dict[str, Any]) -> Command:
         return _place(raw)
     if kind == "cancel":
         return Cancel(caller=_caller(raw), order_id=_object_id(raw.get("id"), "order_id"))
+    if kind == "cancel_all":
+        symbol = raw.get("symbol")
+        return CancelAll(caller=_caller(raw), symbol=None if symbol is None else _text(symbol, "symbol", longest=10))
+    if kind == "close":
+        return _close(raw)
     if kind == "adjust":
         return _adjust(raw)
     if kind == "ticks":
@@ -187,7 +229,7 @@ def caller_of(raw: dict[str, Any]) -> Caller | None:
         return None
 
 
-def as_fields(command: Place | Cancel | Adjust) -> dict[str, Any]:
+def as_fields(command: Requested) -> dict[str, Any]:
     """The stream form of a command (the inverse of `parse`)."""
     caller = command.caller
     head = {"a": str(caller.account_id), "u": str(caller.user_id), "r": caller.request_id, "to": caller.reply_to}
@@ -205,6 +247,12 @@ def as_fields(command: Place | Cancel | Adjust) -> dict[str, Any]:
         return {"k": "place", **head, "o": order}
     if isinstance(command, Cancel):
         return {"k": "cancel", **head, "id": str(command.order_id)}
+    if isinstance(command, CancelAll):
+        return {"k": "cancel_all", **head, "symbol": command.symbol}
+    if isinstance(command, Close):
+        close: dict[str, Any] = {"client_order_id": command.client_order_id, "symbol": command.symbol}
+        close |= {"quantity": command.quantity, "percent": command.percent, "cancel_orders": command.cancel_orders}
+        return {"k": "close", **head, **close}
     positions = [
         {"symbol": p.symbol, "quantity": p.quantity, "average_cost": p.average_cost} for p in command.positions
     ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
-from apps.portfolio.engine.commands import Adjust, Cancel, Command, Expire, Place, Ticks
+from apps.portfolio.engine.commands import IMMEDIATE, Adjust, Cancel, CancelAll, Close, Command, Expire, Place, Ticks
 from apps.portfolio.engine.effects import Effects, InvoiceRecord, money, order_fields
 from apps.portfolio.engine.ids import order_id_at
 from apps.portfolio.engine.state import Account, EngineState, OrderState, Position
@@ -45,6 +45,10 @@ def decide(
         _place(state, effects, command, at_ms=at_ms, entry=entry, sign=sign, day_ms=day_ms)
     elif isinstance(command, Cancel):
         _cancel(state, effects, command, at_ms=at_ms)
+    elif isinstance(command, CancelAll):
+        _cancel_all(state, effects, command, at_ms=at_ms)
+    elif isinstance(command, Close):
+        _close_position(state, effects, command, at_ms=at_ms, entry=entry, sign=sign, day_ms=day_ms)
     elif isinstance(command, Adjust):
         _adjust(state, effects, command)
 
@@ -85,6 +89,10 @@ def _place(
             _check_fill(account, order, fill_price)
             _accept(effects, account, order, fills_at_once=True)
             _fill(state, effects, account, order, fill_price, at_ms=at_ms, sign=sign)
+        elif order.time_in_force in IMMEDIATE:  # checked as a resting order would be, then cancelled at once
+            _reserve(account, order)
+            _accept(effects, account, order, fills_at_once=False)
+            _close(state, effects, order, "cancelled", reason=f"{order.time_in_force}_unfilled", at_ms=at_ms)
         else:
             _reserve(account, order)
             order.expires_ms = at_ms + day_ms if order.time_in_force == "day" else None
@@ -96,7 +104,7 @@ def _place(
     effects.answer(caller.reply_to, caller.request_id, 201, order=_shown(order))
 
 
-def _original(state: EngineState, account: Account, command: Place) -> OrderState | None:
+def _original(state: EngineState, account: Account, command: Place | Close) -> OrderState | None:
     order_id = account.client_orders.get(command.client_order_id)
     if order_id is None:
         return None
@@ -105,8 +113,10 @@ def _original(state: EngineState, account: Account, command: Place) -> OrderStat
     return original
 
 
-def _answer_replay(effects: Effects, command: Place, original: OrderState) -> None:
+def _answer_replay(effects: Effects, command: Place | Close, original: OrderState) -> None:
     caller = command.caller
+    if isinstance(command, Close):  # the sell it made, if the id was used for closing this symbol
+        command = Place(caller, command.client_order_id, command.symbol, "sell", original.quantity)
     asked = (
         command.symbol,
         command.side,
@@ -304,6 +314,45 @@ def _cancel(state: EngineState, effects: Effects, command: Cancel, *, at_ms: int
         return effects.refuse(caller.reply_to, caller.request_id, 404, "not_open", "order_id", "no open order")
     _close(state, effects, order, "cancelled", reason="cancelled", at_ms=at_ms)
     effects.answer(caller.reply_to, caller.request_id, 200, order=_shown(order))
+
+
+def _cancel_all(state: EngineState, effects: Effects, command: CancelAll, *, at_ms: int) -> None:
+    caller = command.caller
+    mine = [o for o in state.open_orders.values() if o.account_id == caller.account_id]
+    cancelled = [o for o in mine if command.symbol in (None, o.symbol)]
+    for order in cancelled:
+        _close(state, effects, order, "cancelled", reason="cancelled", at_ms=at_ms)
+    effects.answer(caller.reply_to, caller.request_id, 200, orders=[_shown(o) for o in cancelled])
+
+
+def _close_position(
+    state: EngineState, effects: Effects, command: Close, *, at_ms: int, entry: str, sign: Signer, day_ms: int
+) -> None:
+    """A market sell of the position (all, `quantity`, or `percent` rounded down), checked whole before anything
+    changes: a refusal cancels nothing."""
+    caller, account = command.caller, state.accounts.get(command.caller.account_id)
+    if account is not None and (original := _original(state, account, command)) is not None:
+        return _answer_replay(effects, command, original)
+    position = account.positions.get(command.symbol) if account is not None else None
+    if account is None or position is None or position.quantity == 0:
+        return effects.refuse(caller.reply_to, caller.request_id, 404, "no_position", "symbol", "no such position")
+    resting = [o for o in state.open_orders.values() if o.account_id == account.id and o.symbol == command.symbol]
+    free = position.quantity if command.cancel_orders else position.free
+    quantity = command.quantity or position.quantity * (command.percent or 100) // 100
+    if quantity < 1:
+        detail = f"{command.percent} % of {position.quantity} {command.symbol} is less than one share"
+        return effects.refuse(caller.reply_to, caller.request_id, 422, "invalid_percent", "percent", detail)
+    if quantity > free or command.symbol not in state.prices:
+        code, field, detail = "insufficient_holding", "quantity", f"{free} {command.symbol} can be sold now"
+        if command.symbol not in state.prices:
+            code, field, detail = "no_quote", "symbol", f"{command.symbol} has no price yet; try again shortly"
+        elif not command.cancel_orders and position.reserved:
+            detail += f" ({position.reserved} are reserved by resting sells: pass cancel_orders)"
+        return effects.refuse(caller.reply_to, caller.request_id, 409, code, field, detail)
+    for order in resting if command.cancel_orders else []:
+        _close(state, effects, order, "cancelled", reason="position_closed", at_ms=at_ms)
+    sell = Place(caller, command.client_order_id, command.symbol, "sell", quantity)
+    _place(state, effects, sell, at_ms=at_ms, entry=entry, sign=sign, day_ms=day_ms)
 
 
 def _adjust(state: EngineState, effects: Effects, command: Adjust) -> None:

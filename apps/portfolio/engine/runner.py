@@ -31,7 +31,7 @@ from apps.core.clock import now_ms as wall_ms
 from apps.core.metrics import ENGINE_BATCH, ENGINE_BOOK, ENGINE_COMMANDS, ENGINE_COMMIT_SECONDS, ENGINE_LAG
 from apps.market.selectors import every_latest_price
 from apps.portfolio.engine import journal
-from apps.portfolio.engine.commands import Adjust, BadCommand, Cancel, Command, Place, caller_of, parse
+from apps.portfolio.engine.commands import BadCommand, Cancel, Close, Command, Place, Requested, caller_of, parse
 from apps.portfolio.engine.effects import Effects, order_fields
 from apps.portfolio.engine.ids import entry_position, order_id_at
 from apps.portfolio.engine.journal import Fenced
@@ -220,7 +220,7 @@ class Engine:
         wanted = {
             c.caller.account_id
             for c in commands
-            if isinstance(c, Place | Cancel | Adjust)
+            if isinstance(c, Requested)
             and c.caller.account_id not in state.accounts
             and order_stream.shard_of(c.caller.account_id) == self.shard
         }
@@ -228,7 +228,7 @@ class Engine:
             state.accounts.update(journal.load_accounts(wanted))
         orders = set()
         for command in commands:
-            if isinstance(command, Place) and (account := state.accounts.get(command.caller.account_id)):
+            if isinstance(command, Place | Close) and (account := state.accounts.get(command.caller.account_id)):
                 known = account.client_orders.get(command.client_order_id)
                 if known is not None and state.order(known) is None:
                     orders.add(known)
@@ -258,11 +258,11 @@ class Engine:
 
     def _answer_committed(self, effects: Effects, entry: str, command: Command) -> None:
         """An entry re-read after a crash whose batch had committed: answer what it did, decide nothing."""
-        if not isinstance(command, Place | Cancel | Adjust):
+        if not isinstance(command, Requested):
             return
         caller = command.caller
         order = None
-        if isinstance(command, Place) and (account := self.state.accounts.get(caller.account_id)):
+        if isinstance(command, Place | Close) and (account := self.state.accounts.get(caller.account_id)):
             known = account.client_orders.get(command.client_order_id)
             order = self.state.order(known) if known is not None else None
             if order is not None and order.id.binary > order_id_at(entry, self.shard).binary:
@@ -271,11 +271,11 @@ class Engine:
             order = self.state.order(command.order_id)
             if order is not None and order.account_id != caller.account_id:
                 order = None  # another account's order: it was refused (404), never shown
-        if isinstance(command, Place) and order is not None and order.id != order_id_at(entry, self.shard):
+        if isinstance(command, Place | Close) and order is not None and order.id != order_id_at(entry, self.shard):
             _answer_replay(effects, command, order)  # its first answer again: the order, or a conflict
             return
         if order is not None:
-            created = isinstance(command, Place) and order.id == order_id_at(entry, self.shard)
+            created = isinstance(command, Place | Close) and order.id == order_id_at(entry, self.shard)
             effects.answer(caller.reply_to, caller.request_id, 201 if created else 200, order=order_fields(order))
             return
         # A refusal (nothing was written) or an adjustment: its first answer may have been lost, so the
