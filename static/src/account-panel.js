@@ -28,6 +28,7 @@ export function renderOpenOrders(element, orders) {
   }
   const price = (value) => (value !== undefined && value !== null && value !== "" ? formatPrice(value) : "—");
   element.innerHTML =
+    `<p><button type="button" class="ghost small" data-cancel-all>Cancel all</button></p>` +
     `<table class="small"><thead><tr><th>Time</th><th>Side</th><th>Symbol</th><th>Type</th><th class="num">Qty</th>` +
     `<th class="num">Limit</th><th class="num">Stop</th><th>TIF</th><th></th></tr></thead><tbody>` +
     items
@@ -103,6 +104,7 @@ export function startAccountPanel({ $, boot, store, say, api, stats }) {
     if (refresh) refreshAll().catch((error) => say(`Could not refresh the account: ${error.message}`));
   }
 
+  startPositionClose({ $, say, api }, refresh);
   function onStatus(status) {
     if (status !== "live") sequence.disconnected();
   }
@@ -115,6 +117,24 @@ export function startAccountPanel({ $, boot, store, say, api, stats }) {
       socketSend = send;
     },
   };
+}
+
+// A holding's Close button: a market sell of all of it, its open orders cancelled first (one engine commit).
+function startPositionClose({ $, say, api }, refresh) {
+  $("portfolio").addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-close]");
+    if (!button) return;
+    const symbol = button.dataset.close;
+    button.disabled = true;
+    try {
+      const sold = await api.del(`/api/v1/positions/${encodeURIComponent(symbol)}?cancel_orders=true`);
+      say(`Sold ${sold.quantity} ${symbol}${sold.price ? ` at ${formatPrice(sold.price)}` : ""}.`, "ok");
+      await refresh();
+    } catch (error) {
+      say(`Could not close ${symbol}: ${error.message}`);
+      button.disabled = false;
+    }
+  });
 }
 
 // The open-orders panel: loaded once at start (and after a refresh), cancel buttons; events keep it current.
@@ -131,7 +151,24 @@ function startOpenOrders({ $, store, say, api, ledger }) {
   $("open-orders").addEventListener("click", (event) => {
     const button = event.target.closest("[data-cancel]");
     if (button) cancel(button);
+    const all = event.target.closest("[data-cancel-all]");
+    if (all) cancelAll(all);
   });
+
+  async function cancelAll(button) {
+    button.disabled = true;
+    try {
+      const { cancelled } = await api.del("/api/v1/orders");
+      const ids = new Set(cancelled.map((o) => o.id));
+      for (const id of ids) ledger.settle(id);
+      store.set("openOrders", (store.get("openOrders") ?? []).filter((o) => !ids.has(o.id)));
+      say(`Cancelled ${ids.size} open order${ids.size === 1 ? "" : "s"}.`, "ok");
+    } catch (error) {
+      say(`Could not cancel: ${error.message}`);
+      button.disabled = false;
+      loadOpenOrders().catch(() => {});
+    }
+  }
 
   async function cancel(button) {
     const id = button.dataset.cancel;

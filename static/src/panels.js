@@ -36,7 +36,8 @@ export function renderPortfolio(element, portfolio, quotes) {
       (h) =>
         `<tr data-symbol="${escapeHtml(h.symbol)}"><th scope="row"><button type="button" class="link" data-open="${escapeHtml(h.symbol)}">${escapeHtml(h.symbol)}</button></th>` +
         `<td class="num">${h.quantity}</td><td class="num">${formatPrice(h.average)}</td><td class="num">${formatPrice(h.price)}</td>` +
-        `<td class="num">${formatPrice(h.value)}</td><td class="num ${signClass(h.pnl)}">${formatSigned(h.pnl)}</td></tr>`,
+        `<td class="num">${formatPrice(h.value)}</td><td class="num ${signClass(h.pnl)}">${formatSigned(h.pnl)}</td>` +
+        `<td><button type="button" class="ghost small" data-close="${escapeHtml(h.symbol)}" title="Sell all at market (cancels its open orders)">Close</button></td></tr>`,
     )
     .join("");
   element.innerHTML =
@@ -46,7 +47,7 @@ export function renderPortfolio(element, portfolio, quotes) {
     `<div><dt>Total</dt><dd>${formatMoney(v.total)}</dd></div>` +
     `<div><dt>P&amp;L</dt><dd class="${signClass(v.pnl)}" data-field="pnl">${formatSigned(v.pnl)}</dd></div></dl>` +
     (rows
-      ? `<table class="small" data-role="holdings"><thead><tr><th>Symbol</th><th class="num">Qty</th><th class="num">Avg</th><th class="num">Last</th><th class="num">Value</th><th class="num">P&amp;L</th></tr></thead><tbody>${rows}</tbody></table>`
+      ? `<table class="small" data-role="holdings"><thead><tr><th>Symbol</th><th class="num">Qty</th><th class="num">Avg</th><th class="num">Last</th><th class="num">Value</th><th class="num">P&amp;L</th><th></th></tr></thead><tbody>${rows}</tbody></table>`
       : `<p class="muted" data-role="holdings">No holdings yet: open a symbol and buy.</p>`);
 }
 

@@ -153,3 +153,26 @@ def test_cancelling_a_resting_order_takes_it_off_the_panel(dashboard: Page, mark
     resting.locator("[data-cancel]").click()
     expect(resting).to_have_count(0)
     assert page.evaluate(EVENTS)[-1] == "order_cancelled"
+
+
+def test_cancel_all_and_close_empty_the_open_orders_and_the_position(dashboard: Page, market: list[str]) -> None:
+    page = dashboard
+    symbol = first_visible_symbol(page)
+    open_symbol(page, symbol, 40.0)
+    page.fill("#quantity", "3")
+    page.click("#place-order")  # a market buy: the holding to close
+    holding = page.locator(f"#portfolio tr[data-symbol='{symbol}']")
+    expect(holding).to_have_count(1)
+    page.select_option("#order-type", "limit")
+    page.select_option("#time-in-force", "gtc")
+    for price in ("30", "31"):
+        page.fill("#limit-price", price)
+        page.click("#place-order")
+        expect(page.locator("#ticket-message")).to_contain_text("placed")
+    resting = page.locator("#open-orders tbody tr").filter(has_text=symbol)
+    expect(resting).to_have_count(2)
+    page.click("#open-orders [data-cancel-all]")
+    expect(resting).to_have_count(0)
+    holding.locator("[data-close]").click()
+    expect(holding).to_have_count(0)
+    page.wait_for_function(f"({EVENTS}).slice(-3).join() === 'order_accepted,order_filled,invoice_ready'")
