@@ -78,9 +78,6 @@ class TimeInForce(models.TextChoices):
     FOK = "fok", "Fill or kill"
 
 
-IMMEDIATE = (TimeInForce.IOC, TimeInForce.FOK)  # never rest: what cannot fill when placed is cancelled
-
-
 class Order(models.Model):
     """An order: executed at once (a trade), or resting until a tick crosses it, it is cancelled or it expires.
 

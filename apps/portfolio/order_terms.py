@@ -13,7 +13,8 @@ from typing import Any
 
 from bson import ObjectId
 
-from apps.portfolio.models import IMMEDIATE, Order, OrderType, Side, TimeInForce
+from apps.portfolio.engine.commands import IMMEDIATE
+from apps.portfolio.models import Order, OrderType, Side, TimeInForce
 
 QUANTITY_MAX = 1_000_000
 CLIENT_ORDER_ID_MAX = 48

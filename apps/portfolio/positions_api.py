@@ -66,7 +66,7 @@ async def position_close(
 ) -> Status[Any]:
     user = cast(User, request.user)
     try:
-        asked = await sync_to_async(close_asked)(symbol=symbol, **options.dict())
+        asked = await read_cached(close_asked, symbol=symbol, **options.dict())  # the symbol from the cached directory
         trader = await read_cached(trader_ref, user)
         result = await close_position_async(account_id=trader.pk, user_id=user.pk, asked=asked)
     except OrderRejected as rejection:
@@ -86,8 +86,13 @@ async def positions_close_all(request: HttpRequest, options: Query[CloseAllOptio
 
     async def close(symbol: str) -> ClosedOut:
         try:
-            asked = await sync_to_async(close_asked)(
-                symbol=symbol, quantity=None, percent=None, cancel_orders=options.cancel_orders, client_order_id=None
+            asked = await read_cached(
+                close_asked,
+                symbol=symbol,
+                quantity=None,
+                percent=None,
+                cancel_orders=options.cancel_orders,
+                client_order_id=None,
             )
             result = await close_position_async(account_id=trader.pk, user_id=user.pk, asked=asked)
         except OrderRejected as rejection:

@@ -318,8 +318,11 @@ def _cancel(state: EngineState, effects: Effects, command: Cancel, *, at_ms: int
 
 def _cancel_all(state: EngineState, effects: Effects, command: CancelAll, *, at_ms: int) -> None:
     caller = command.caller
-    mine = [o for o in state.open_orders.values() if o.account_id == caller.account_id]
-    cancelled = [o for o in mine if command.symbol in (None, o.symbol)]
+    cancelled = [
+        o
+        for o in state.open_orders.values()
+        if o.account_id == caller.account_id and command.symbol in (None, o.symbol)
+    ]
     for order in cancelled:
         _close(state, effects, order, "cancelled", reason="cancelled", at_ms=at_ms)
     effects.answer(caller.reply_to, caller.request_id, 200, orders=[_shown(o) for o in cancelled])
@@ -336,21 +339,23 @@ def _close_position(
     position = account.positions.get(command.symbol) if account is not None else None
     if account is None or position is None or position.quantity == 0:
         return effects.refuse(caller.reply_to, caller.request_id, 404, "no_position", "symbol", "no such position")
-    resting = [o for o in state.open_orders.values() if o.account_id == account.id and o.symbol == command.symbol]
     free = position.quantity if command.cancel_orders else position.free
     quantity = command.quantity or position.quantity * (command.percent or 100) // 100
     if quantity < 1:
         detail = f"{command.percent} % of {position.quantity} {command.symbol} is less than one share"
         return effects.refuse(caller.reply_to, caller.request_id, 422, "invalid_percent", "percent", detail)
-    if quantity > free or command.symbol not in state.prices:
-        code, field, detail = "insufficient_holding", "quantity", f"{free} {command.symbol} can be sold now"
-        if command.symbol not in state.prices:
-            code, field, detail = "no_quote", "symbol", f"{command.symbol} has no price yet; try again shortly"
-        elif not command.cancel_orders and position.reserved:
+    if command.symbol not in state.prices:
+        detail = f"{command.symbol} has no price yet; try again shortly"
+        return effects.refuse(caller.reply_to, caller.request_id, 409, "no_quote", "symbol", detail)
+    if quantity > free:
+        detail = f"{free} {command.symbol} can be sold now"
+        if position.reserved and not command.cancel_orders:
             detail += f" ({position.reserved} are reserved by resting sells: pass cancel_orders)"
-        return effects.refuse(caller.reply_to, caller.request_id, 409, code, field, detail)
-    for order in resting if command.cancel_orders else []:
-        _close(state, effects, order, "cancelled", reason="position_closed", at_ms=at_ms)
+        return effects.refuse(caller.reply_to, caller.request_id, 409, "insufficient_holding", "quantity", detail)
+    if command.cancel_orders:
+        resting = [o for o in state.open_orders.values() if o.account_id == account.id and o.symbol == command.symbol]
+        for order in resting:
+            _close(state, effects, order, "cancelled", reason="position_closed", at_ms=at_ms)
     sell = Place(caller, command.client_order_id, command.symbol, "sell", quantity)
     _place(state, effects, sell, at_ms=at_ms, entry=entry, sign=sign, day_ms=day_ms)
 
